@@ -1,0 +1,31 @@
+//! The library's error, and which errors are the user's to fix (exit code 2).
+
+use std::path::PathBuf;
+
+use crate::data::DataError;
+use crate::study::StudyError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Study(#[from] StudyError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Arguments that parse but do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl Error {
+    /// 2 for what the user can fix (a study, a path, an argument), 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Study(_) | Error::Usage(_) => 2,
+            Error::Data(DataError::Io { .. }) | Error::Io { .. } => 1,
+            Error::Data(_) => 2,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! maestro: find the fine-tuning recipe (above all the layer-wise LR decay) that unlocks a
+//! lightly pre-trained Masked Autoencoder, by searching it on cheap proxy datasets.
+//!
+//! # Layout
+//!
+//! - [`study`]: the YAML study format, its defaults (the paper's Table 1) and validation.
+//! - [`data`]: dataset sources (ImageFolder, Fashion-MNIST IDX), scanning, image reading,
+//!   proxy subsets and their manifests.
+//! - [`model`]: ViT shapes (and, with the trainer, the burn modules).
+//! - [`device`]: the devices a trial can run on and what this build can see.
+//!
+//! Data flows one way: study -> plan -> trials -> analysis -> report (see docs/design.md).
+
+pub mod app;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod study;
+
+pub use error::Error;

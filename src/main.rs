@@ -1,0 +1,168 @@
+//! The `maestro` command: parse arguments, call the library, map errors to exit codes
+//! (0 success, 1 failure, 2 a user error: a bad study, path or argument).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use maestro::Error;
+use maestro::app;
+use maestro::data::Source;
+use maestro::data::proxy::ProxyRule;
+
+#[derive(Parser)]
+#[command(name = "maestro", version, about = "Find the fine-tuning recipe (LLRD) for lightly pre-trained MAEs on proxy datasets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a study and its dataset, and print the plan: proxies, setups, trials, cost.
+    Validate {
+        /// The study file (YAML).
+        study: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build and inspect proxy subsets of a dataset.
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
+    /// List the backends compiled in and the devices they can see.
+    Doctor,
+}
+
+#[derive(Subcommand)]
+enum ProxyCommand {
+    /// Draw a proxy subset and write its manifest (or all proxies of a study with --study).
+    Build(BuildArgs),
+    /// Per-class counts of a manifest.
+    Stats {
+        /// Proxy manifest(s).
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+        /// Also read every image once and report the ones that cannot be decoded.
+        #[arg(long)]
+        decode: bool,
+    },
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Build every proxy of this study into --out-dir.
+    #[arg(long, conflicts_with_all = ["dataset", "classes", "fraction", "out", "name", "seed"])]
+    study: Option<PathBuf>,
+    /// Where --study writes its manifests (`<proxy name>.manifest`).
+    #[arg(long, default_value = "proxies", requires = "study")]
+    out_dir: PathBuf,
+
+    /// `fashion-mnist`, or the root folder of an ImageFolder dataset.
+    #[arg(long, required_unless_present = "study")]
+    dataset: Option<String>,
+    /// Fashion-MNIST's folder, when not Debian's.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// ImageFolder training split folder under the root.
+    #[arg(long, default_value = "train")]
+    train_split: String,
+    /// ImageFolder validation split folder under the root.
+    #[arg(long, default_value = "val")]
+    val_split: String,
+    /// Draw this many classes at random.
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Keep this fraction of every class's training images (at least one).
+    #[arg(long)]
+    fraction: Option<f64>,
+    /// The random seed of the draw.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The manifest to write.
+    #[arg(long, required_unless_present = "study")]
+    out: Option<PathBuf>,
+    /// The proxy's name (default: the manifest's file stem).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// Also write an ImageFolder tree of the proxy here (links, or PNGs for IDX data); with
+    /// --study, one sub-folder per proxy.
+    #[arg(long)]
+    materialize: Option<PathBuf>,
+}
+
+fn proxy_build(a: BuildArgs) -> Result<(), Error> {
+    if let Some(study) = &a.study {
+        return app::proxy::build_for_study(study, &a.out_dir, a.materialize.as_deref());
+    }
+    let (dataset, out) = (a.dataset.expect("clap requires it"), a.out.expect("clap requires it"));
+    if a.classes.is_none() && a.fraction.is_none() {
+        return Err(Error::Usage("give --classes K, --fraction F, or both".into()));
+    }
+    let rule = ProxyRule { classes: a.classes, fraction: a.fraction };
+    let source = if dataset == "fashion-mnist" {
+        match a.root {
+            Some(root) => Source::FashionMnist { root },
+            None => Source::fashion_mnist(),
+        }
+    } else {
+        Source::Imagefolder { root: PathBuf::from(&dataset), train: a.train_split, val: a.val_split }
+    };
+    let catalog = source.scan()?;
+    rule.check(catalog.num_classes()).map_err(|e| Error::Usage(format!("{}: {e}", source.describe())))?;
+    let name = a
+        .name
+        .unwrap_or_else(|| out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "proxy".into()));
+    let request = app::proxy::BuildRequest { name, rule, seed: a.seed.unwrap_or(0), out, materialize: a.materialize };
+    app::proxy::build_all(&source, &catalog, &[request])?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Validate { study, json } => app::validate(&study, json),
+        Command::Proxy(ProxyCommand::Build(args)) => proxy_build(args),
+        Command::Proxy(ProxyCommand::Stats { manifests, decode }) => {
+            manifests.iter().try_for_each(|m| app::proxy::stats(m, decode))
+        }
+        Command::Doctor => {
+            app::doctor();
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn proxy_build_needs_a_dataset_or_a_study() {
+        assert!(Cli::try_parse_from(["maestro", "proxy", "build", "--classes", "5"]).is_err());
+        assert!(Cli::try_parse_from(["maestro", "proxy", "build", "--study", "s.yaml"]).is_ok());
+        assert!(Cli::try_parse_from(["maestro", "proxy", "build", "--study", "s.yaml", "--classes", "3"]).is_err());
+        assert!(
+            Cli::try_parse_from(["maestro", "proxy", "build", "--dataset", "fashion-mnist", "--classes", "5", "--out", "x.manifest"])
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Models: ViT shapes by name or by hand.
+
+pub mod config;

@@ -1,0 +1,85 @@
+//! Study files: the YAML schema with the paper's defaults, parsing with positions, validation
+//! and the plan summary `maestro validate` prints.
+
+pub mod error;
+pub mod locate;
+pub mod parse;
+pub mod schema;
+pub mod summary;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{Problem, StudyError};
+pub use schema::Study;
+
+use crate::data::proxy::ProxyRule;
+use crate::data::{Catalog, Source};
+use locate::LocationIndex;
+use validate::Checker;
+
+/// A study read from a file and checked as far as possible without its dataset.
+#[derive(Debug)]
+pub struct LoadedStudy {
+    pub file: PathBuf,
+    pub study: Study,
+    pub index: LocationIndex,
+}
+
+impl LoadedStudy {
+    pub fn load(file: &Path) -> Result<Self, StudyError> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            StudyError::single(
+                file,
+                Problem { location: None, field: String::new(), message: format!("cannot read the study: {e}"), hint: None },
+            )
+        })?;
+        Self::from_text(file, &text)
+    }
+
+    pub fn from_text(file: &Path, text: &str) -> Result<Self, StudyError> {
+        let (study, index) = parse::parse(file, text)?;
+        let loaded = LoadedStudy { file: file.to_path_buf(), study, index };
+        let mut c = Checker::new(&loaded.index);
+        validate::check_static(&loaded.study, &loaded.dir(), &mut c);
+        loaded.finish(c)?;
+        Ok(loaded)
+    }
+
+    /// The folder relative paths in the study are taken from.
+    pub fn dir(&self) -> PathBuf {
+        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    pub fn source(&self) -> Source {
+        Source::from_spec(&self.study.dataset, &self.dir()).expect("checked by validation: imagefolder has a root")
+    }
+
+    /// Scan the dataset (no decoding) and check the proxies against it.
+    pub fn scan(&self) -> Result<Catalog, StudyError> {
+        let catalog = self.source().scan().map_err(|e| {
+            let field = if self.study.dataset.root.is_some() { "dataset.root" } else { "dataset" };
+            StudyError::single(
+                &self.file,
+                Problem { location: self.index.value(field), field: field.into(), message: e.to_string(), hint: None },
+            )
+        })?;
+        let mut c = Checker::new(&self.index);
+        validate::check_against_dataset(&self.study, &catalog, &mut c);
+        self.finish(c)?;
+        Ok(catalog)
+    }
+
+    /// Each proxy's name, rule and seed.
+    pub fn proxy_rules(&self) -> Vec<(String, ProxyRule, u64)> {
+        self.study
+            .proxies
+            .iter()
+            .map(|p| (p.name.clone(), ProxyRule { classes: p.classes, fraction: p.fraction }, p.seed.unwrap_or(self.study.seed)))
+            .collect()
+    }
+
+    fn finish(&self, c: Checker) -> Result<(), StudyError> {
+        if c.problems.is_empty() { Ok(()) } else { Err(StudyError { file: self.file.clone(), problems: c.problems }) }
+    }
+}

@@ -1,0 +1,165 @@
+//! From YAML text to a `Study`, with positions in every error.
+
+use std::path::Path;
+
+use super::error::{Problem, StudyError};
+use super::locate::{Location, LocationIndex};
+use super::schema::Study;
+
+/// Parse a study's text. `file` is only used in messages.
+pub fn parse(file: &Path, text: &str) -> Result<(Study, LocationIndex), StudyError> {
+    let index = LocationIndex::build(text);
+    let de = serde_yaml::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, Study>(de) {
+        Ok(study) => Ok((study, index)),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            Err(StudyError::single(file, describe(&path, &inner, &index)))
+        }
+    }
+}
+
+/// Turn a serde_yaml error into a problem with a position, a field and a hint.
+fn describe(path: &str, err: &serde_yaml::Error, index: &LocationIndex) -> Problem {
+    // A syntax error has no meaningful field (serde_path_to_error shows `?` for keys it never read).
+    let syntax = path.contains('?') || err.to_string().starts_with("did not find") || err.to_string().contains("while parsing");
+    let field = if path == "." || syntax { String::new() } else { path.to_string() };
+    // serde_yaml appends " at line L column C" to its message; the position goes in front.
+    let raw = err.to_string();
+    let mut message = match raw.find(" at line ") {
+        Some(cut) => raw[..cut].to_string(),
+        None => raw.clone(),
+    };
+    // serde_yaml also puts its own path in front ("search: unknown field ..."); the field is
+    // reported separately, so keep the message from serde's own wording on.
+    if let Some(prefix) = message.find(": ").map(|i| &message[..i]) {
+        if !prefix.contains(' ') && !prefix.is_empty() {
+            message = message[prefix.len() + 2..].to_string();
+        }
+    }
+    let mut location = err.location().map(|l| Location { line: l.line(), column: l.column() });
+
+    if let Some((unknown, expected)) = parse_unknown_field(&message) {
+        // serde_path_to_error's path usually ends with the unknown key already.
+        let key_path = if field.is_empty() {
+            unknown.clone()
+        } else if field == unknown || field.ends_with(&format!(".{unknown}")) {
+            field.clone()
+        } else {
+            format!("{field}.{unknown}")
+        };
+        location = index.key(&key_path).or(location);
+        let hint = match suggest(&unknown, &expected) {
+            Some(s) => Some(format!("did you mean `{s}`?")),
+            None if expected.is_empty() => None,
+            None => Some(format!("known fields here: {}", expected.join(", "))),
+        };
+        return Problem { location, field: key_path, message: format!("unknown field `{unknown}`"), hint };
+    }
+    if let Some((value, expected)) = parse_unknown_variant(&message) {
+        location = index.value(&field).or(location);
+        let hint = match suggest(&value, &expected) {
+            Some(s) => Some(format!("did you mean `{s}`?")),
+            None => Some(format!("choose one of: {}", expected.join(", "))),
+        };
+        return Problem { location, field, message: format!("unknown value `{value}`"), hint };
+    }
+    if message.starts_with("missing field") {
+        location = location.or_else(|| index.value(&field));
+        return Problem { location, field, message, hint: None };
+    }
+    if location.is_none() {
+        location = index.value(&field);
+    }
+    if syntax {
+        return Problem { location, field, message: format!("YAML syntax error: {message}"), hint: None };
+    }
+    Problem { location, field, message: plain_types(&message), hint: None }
+}
+
+/// Rust type names are not what a study's author thinks in.
+fn plain_types(msg: &str) -> String {
+    msg.replace("expected f64", "expected a number")
+        .replace("expected usize", "expected a whole number, 0 or more")
+        .replace("expected u64", "expected a whole number, 0 or more")
+        .replace("expected a boolean", "expected true or false")
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or "there are no fields").
+fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let end = rest.find('`')?;
+    Some((rest[..end].to_string(), backticked(&rest[end + 1..])))
+}
+
+fn parse_unknown_variant(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown variant `")?;
+    let end = rest.find('`')?;
+    Some((rest[..end].to_string(), backticked(&rest[end + 1..])))
+}
+
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// The closest known name, if it is close enough to be a typo.
+pub fn suggest(input: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(input, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_of(text: &str) -> StudyError {
+        parse(Path::new("s.yaml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_key_points_at_the_key_and_suggests() {
+        let e = err_of("name: x\ndataset: { kind: fashion-mnist }\nsearch:\n  llrdd: [0.7]\n");
+        let p = &e.problems[0];
+        assert_eq!(p.field, "search.llrdd");
+        assert_eq!(p.location, Some(Location { line: 4, column: 3 }));
+        assert_eq!(p.hint.as_deref(), Some("did you mean `llrd`?"));
+    }
+
+    #[test]
+    fn wrong_type_names_field_and_position() {
+        let e = err_of("name: x\ndataset: { kind: fashion-mnist }\nfinetune:\n  epochs: many\n");
+        let p = &e.problems[0];
+        assert_eq!(p.field, "finetune.epochs");
+        assert_eq!(p.location.unwrap().line, 4);
+        assert!(p.message.contains("many"), "{}", p.message);
+    }
+
+    #[test]
+    fn unknown_dataset_kind_suggests() {
+        let e = err_of("name: x\ndataset: { kind: fashion_mnist }\n");
+        let p = &e.problems[0];
+        assert_eq!(p.field, "dataset.kind");
+        assert_eq!(p.hint.as_deref(), Some("did you mean `fashion-mnist`?"));
+        assert_eq!(p.location.unwrap().line, 2);
+    }
+
+    #[test]
+    fn model_may_be_a_name_or_a_map() {
+        let (s, _) = parse(Path::new("s"), "name: x\ndataset: {kind: fashion-mnist}\nmodel: vit_small_patch16\n").unwrap();
+        assert_eq!(s.model.shape().unwrap().embed_dim, 384);
+        let (s, _) = parse(
+            Path::new("s"),
+            "name: x\ndataset: {kind: fashion-mnist}\nmodel: {preset: vit_tiny_patch16, image_size: 28, patch_size: 4, in_chans: 1}\n",
+        )
+        .unwrap();
+        let shape = s.model.shape().unwrap();
+        assert_eq!((shape.image_size, shape.patch_size, shape.in_chans, shape.embed_dim), (28, 4, 1, 192));
+        let e = err_of("name: x\ndataset: {kind: fashion-mnist}\nmodel: {image_sise: 28}\n");
+        assert_eq!(e.problems[0].hint.as_deref(), Some("did you mean `image_size`?"));
+    }
+}

@@ -1,0 +1,267 @@
+//! Checks a parsed study: values in range, names unique, files present, and (with the dataset
+//! scanned) proxies that the dataset can supply. Every problem is collected, each with the
+//! position of the value it is about.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::error::Problem;
+use super::locate::LocationIndex;
+use super::schema::Study;
+use crate::data::Catalog;
+use crate::data::augment::RandAugmentSpec;
+use crate::data::proxy::ProxyRule;
+use crate::device::DeviceSpec;
+
+/// Collects problems, locating each by its field path.
+pub struct Checker<'a> {
+    index: &'a LocationIndex,
+    pub problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(index: &'a LocationIndex) -> Self {
+        Checker { index, problems: Vec::new() }
+    }
+
+    pub fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.fail_hint(field, message, None::<String>);
+    }
+
+    pub fn fail_hint(&mut self, field: impl Into<String>, message: impl Into<String>, hint: Option<impl Into<String>>) {
+        let field = field.into();
+        self.problems.push(Problem {
+            location: self.index.value(&field),
+            field,
+            message: message.into(),
+            hint: hint.map(Into::into),
+        });
+    }
+
+    fn positive(&mut self, field: &str, v: f64, what: &str) {
+        if !(v.is_finite() && v > 0.0) {
+            self.fail(field, format!("{what} must be positive, got {v}"));
+        }
+    }
+
+    fn non_negative(&mut self, field: &str, v: f64, what: &str) {
+        if !(v.is_finite() && v >= 0.0) {
+            self.fail(field, format!("{what} must be zero or positive, got {v}"));
+        }
+    }
+
+    fn probability(&mut self, field: &str, v: f64) {
+        if !(0.0..=1.0).contains(&v) {
+            self.fail(field, format!("a probability must be in [0, 1], got {v}"));
+        }
+    }
+
+    fn at_least_one(&mut self, field: &str, v: usize, what: &str) {
+        if v == 0 {
+            self.fail(field, format!("{what} must be at least 1, got 0"));
+        }
+    }
+}
+
+/// A name used in file and folder names.
+fn check_name(c: &mut Checker, field: &str, name: &str) {
+    if name.is_empty() {
+        c.fail(field, "must not be empty");
+    } else if !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)) || name.starts_with('.') {
+        c.fail_hint(
+            field,
+            format!("\"{name}\" cannot be used in file names"),
+            Some("use letters, digits, '.', '_' and '-' only"),
+        );
+    }
+}
+
+/// Everything that can be checked without reading the dataset.
+pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
+    check_name(c, "name", &study.name);
+
+    // dataset
+    let ds = &study.dataset;
+    match (ds.kind, &ds.root) {
+        (super::schema::DatasetKind::Imagefolder, None) => {
+            c.fail_hint("dataset", "an imagefolder dataset needs a `root`", Some("dataset: { kind: imagefolder, root: /data/imagenet, train: train, val: val }"))
+        }
+        (_, Some(root)) => {
+            let full = if root.is_relative() { study_dir.join(root) } else { root.clone() };
+            if !full.exists() {
+                c.fail(
+                    "dataset.root",
+                    format!("{} does not exist{}", root.display(), if root.is_relative() { format!(" (relative to the study: {})", full.display()) } else { String::new() }),
+                );
+            }
+        }
+        _ => {}
+    }
+
+    // proxies
+    let mut names = HashSet::new();
+    for (i, p) in study.proxies.iter().enumerate() {
+        let f = format!("proxies[{i}]");
+        check_name(c, &format!("{f}.name"), &p.name);
+        if !names.insert(p.name.as_str()) {
+            c.fail(format!("{f}.name"), format!("proxy name \"{}\" is used twice", p.name));
+        }
+        if p.classes.is_none() && p.fraction.is_none() {
+            c.fail_hint(f.clone(), "a proxy needs `classes` (a random class subset), `fraction` (a share of every class), or both", Some("{ name: imagenet-200, classes: 200 } or { name: imagenet-10pct, fraction: 0.1 }"));
+        }
+        if p.classes == Some(0) {
+            c.fail(format!("{f}.classes"), "must be at least 1, got 0");
+        }
+        if let Some(fr) = p.fraction {
+            if !(fr > 0.0 && fr <= 1.0) {
+                c.fail(format!("{f}.fraction"), format!("must be in (0, 1], got {fr}"));
+            }
+        }
+    }
+
+    // pre-training setups
+    if study.pretrain_setups.is_empty() {
+        c.fail("pretrain_setups", "needs at least one setup (a `checkpoint:`, a `pretrain:` block, or just a name for training from scratch)");
+    }
+    let mut names = HashSet::new();
+    for (i, s) in study.pretrain_setups.iter().enumerate() {
+        let f = format!("pretrain_setups[{i}]");
+        check_name(c, &format!("{f}.name"), &s.name);
+        if !names.insert(s.name.as_str()) {
+            c.fail(format!("{f}.name"), format!("setup name \"{}\" is used twice", s.name));
+        }
+        if s.checkpoint.is_some() && s.pretrain.is_some() {
+            c.fail(f.clone(), "give either `checkpoint` or `pretrain`, not both");
+        }
+        if let Some(ck) = &s.checkpoint {
+            let full = if ck.is_relative() { study_dir.join(ck) } else { ck.clone() };
+            if !full.is_file() {
+                c.fail(format!("{f}.checkpoint"), format!("{} does not exist", full.display()));
+            }
+        }
+        if let Some(p) = &s.pretrain {
+            let g = format!("{f}.pretrain");
+            c.positive(&format!("{g}.epochs"), p.epochs, "epochs");
+            c.non_negative(&format!("{g}.warmup_epochs"), p.warmup_epochs, "warmup_epochs");
+            if !(p.mask_ratio > 0.0 && p.mask_ratio < 1.0) {
+                c.fail(format!("{g}.mask_ratio"), format!("must be in (0, 1), got {}", p.mask_ratio));
+            }
+            c.at_least_one(&format!("{g}.decoder_depth"), p.decoder_depth, "decoder_depth");
+            c.at_least_one(&format!("{g}.batch_size"), p.batch_size, "batch_size");
+            c.at_least_one(&format!("{g}.accum_iter"), p.accum_iter, "accum_iter");
+            c.positive(&format!("{g}.blr"), p.blr, "the learning rate");
+            c.non_negative(&format!("{g}.min_lr"), p.min_lr, "min_lr");
+            c.non_negative(&format!("{g}.weight_decay"), p.weight_decay, "weight_decay");
+            if p.decoder_num_heads == 0 || p.decoder_embed_dim % p.decoder_num_heads.max(1) != 0 {
+                c.fail(format!("{g}.decoder_num_heads"), format!("{} heads do not divide decoder_embed_dim {}", p.decoder_num_heads, p.decoder_embed_dim));
+            }
+        }
+    }
+
+    // model
+    match study.model.shape() {
+        Err((field, msg)) => c.fail(format!("model.{field}"), msg),
+        Ok(shape) => {
+            for (field, msg) in shape.problems() {
+                c.fail(format!("model.{field}"), msg);
+            }
+        }
+    }
+
+    // fine-tune recipe
+    let ft = &study.finetune;
+    c.positive("finetune.epochs", ft.epochs, "epochs");
+    c.non_negative("finetune.warmup_epochs", ft.warmup_epochs, "warmup_epochs");
+    if ft.epochs > 0.0 && ft.warmup_epochs > ft.epochs {
+        c.fail("finetune.warmup_epochs", format!("{} warmup epochs is more than the {} epochs of training", ft.warmup_epochs, ft.epochs));
+    }
+    c.at_least_one("finetune.batch_size", ft.batch_size, "batch_size");
+    c.at_least_one("finetune.accum_iter", ft.accum_iter, "accum_iter");
+    c.positive("finetune.blr", ft.blr, "the learning rate");
+    c.non_negative("finetune.min_lr", ft.min_lr, "min_lr");
+    c.non_negative("finetune.weight_decay", ft.weight_decay, "weight_decay");
+    check_llrd(c, "finetune.layer_decay", ft.layer_decay);
+    if !(0.0..1.0).contains(&ft.drop_path) {
+        c.fail("finetune.drop_path", format!("must be in [0, 1), got {}", ft.drop_path));
+    }
+    if !(0.0..1.0).contains(&ft.smoothing) {
+        c.fail("finetune.smoothing", format!("must be in [0, 1), got {}", ft.smoothing));
+    }
+    c.non_negative("finetune.mixup", ft.mixup, "mixup alpha");
+    c.non_negative("finetune.cutmix", ft.cutmix, "cutmix alpha");
+    c.probability("finetune.mixup_prob", ft.mixup_prob);
+    c.probability("finetune.mixup_switch_prob", ft.mixup_switch_prob);
+    c.probability("finetune.reprob", ft.reprob);
+    c.probability("finetune.hflip", ft.hflip);
+    if let Err(msg) = RandAugmentSpec::parse(&ft.aa) {
+        c.fail("finetune.aa", msg);
+    }
+    let [lo, hi] = ft.crop_scale;
+    if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+        c.fail("finetune.crop_scale", format!("must be [low, high] with 0 < low <= high <= 1, got [{lo}, {hi}]"));
+    }
+    if !(ft.eval_crop_pct > 0.0 && ft.eval_crop_pct <= 1.0) {
+        c.fail("finetune.eval_crop_pct", format!("must be in (0, 1], got {}", ft.eval_crop_pct));
+    }
+    if let Some(g) = ft.clip_grad {
+        c.positive("finetune.clip_grad", g, "clip_grad");
+    }
+
+    // search grid
+    let s = &study.search;
+    if s.llrd.is_empty() {
+        c.fail_hint("search.llrd", "the LLRD grid is empty", Some("the paper searches llrd: [0.65, 0.70, 0.75, 0.80, 0.825, 0.85, 0.875, 0.90]"));
+    }
+    for (i, &v) in s.llrd.iter().enumerate() {
+        check_llrd(c, &format!("search.llrd[{i}]"), v);
+        if s.llrd[..i].contains(&v) {
+            c.fail(format!("search.llrd[{i}]"), format!("{v} is listed twice"));
+        }
+    }
+    for (i, &v) in s.blr.iter().enumerate() {
+        c.positive(&format!("search.blr[{i}]"), v, "the learning rate");
+        if s.blr[..i].contains(&v) {
+            c.fail(format!("search.blr[{i}]"), format!("{v} is listed twice"));
+        }
+    }
+    c.at_least_one("search.repeats", s.repeats, "repeats");
+
+    // execution
+    if study.execution.devices.is_empty() {
+        c.fail("execution.devices", "needs at least one device (cpu, cuda:N or wgpu)");
+    }
+    for (i, d) in study.execution.devices.iter().enumerate() {
+        if let Err(msg) = d.parse::<DeviceSpec>() {
+            c.fail(format!("execution.devices[{i}]"), msg);
+        }
+    }
+    if let Some(t) = study.execution.trial_timeout_s {
+        c.positive("execution.trial_timeout_s", t, "trial_timeout_s");
+    }
+}
+
+fn check_llrd(c: &mut Checker, field: &str, v: f64) {
+    if !(v > 0.0 && v <= 1.0) {
+        c.fail_hint(field, format!("LLRD must be in (0, 1], got {v}"), Some("1.0 means no layer-wise decay; MAE's default is 0.65, the paper's optimum about 0.8"));
+    }
+}
+
+/// What needs the scanned dataset: proxies the dataset can supply.
+pub fn check_against_dataset(study: &Study, catalog: &Catalog, c: &mut Checker) {
+    for (i, p) in study.proxies.iter().enumerate() {
+        let rule = ProxyRule { classes: p.classes, fraction: p.fraction };
+        if let Some(k) = p.classes {
+            if k > catalog.num_classes() {
+                c.fail(format!("proxies[{i}].classes"), format!("{k} classes asked for, but the dataset has only {}", catalog.num_classes()));
+                continue;
+            }
+        }
+        let _ = rule;
+    }
+    if catalog.train.items.is_empty() {
+        c.fail("dataset", "the training split has no images");
+    }
+    if catalog.val.items.is_empty() {
+        c.fail("dataset", "the validation split has no images");
+    }
+}

@@ -1,0 +1,170 @@
+//! Every kind of bad study input gives one clear error naming file:line:column, the field and
+//! the value, with exit code 2 and no panic.
+
+mod util;
+use util::*;
+
+/// (case, study text, expected "line:column", expected text in the message)
+const CASES: &[(&str, &str, &str, &str)] = &[
+    (
+        "unknown top-level key, with a suggestion",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nserach: { llrd: [0.7] }\n",
+        "3:1",
+        "unknown field `serach`\n  hint: did you mean `search`?",
+    ),
+    (
+        "unknown nested key, with a suggestion",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nsearch:\n  llrd: [0.7]\n  repeat: 2\n",
+        "5:3",
+        "search.repeat: unknown field `repeat`\n  hint: did you mean `repeats`?",
+    ),
+    (
+        "wrong type",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune:\n  epochs: many\n",
+        "4:11",
+        "finetune.epochs: invalid type: string \"many\", expected a number",
+    ),
+    (
+        "LLRD above 1",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nsearch:\n  llrd: [0.65, 0.75,\n         1.2]\n",
+        "5:10",
+        "search.llrd[2]: LLRD must be in (0, 1], got 1.2",
+    ),
+    (
+        "LLRD of zero",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune: { layer_decay: 0 }\n",
+        "3:26",
+        "finetune.layer_decay: LLRD must be in (0, 1], got 0",
+    ),
+    (
+        "negative learning rate",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune:\n  blr: -1.0e-3\n",
+        "4:8",
+        "finetune.blr: the learning rate must be positive, got -0.001",
+    ),
+    (
+        "zero learning rate in the grid",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nsearch: { llrd: [0.7], blr: [1.0e-3, 0] }\n",
+        "3:38",
+        "search.blr[1]: the learning rate must be positive, got 0",
+    ),
+    (
+        "zero epochs",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune:\n  epochs: 0\n",
+        "4:11",
+        "finetune.epochs: epochs must be positive, got 0",
+    ),
+    (
+        "empty LLRD grid",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nsearch:\n  llrd: []\n",
+        "4:9",
+        "search.llrd: the LLRD grid is empty",
+    ),
+    (
+        "fraction above 1",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nproxies:\n  - { name: p, fraction: 1.5 }\n",
+        "4:26",
+        "proxies[0].fraction: must be in (0, 1], got 1.5",
+    ),
+    (
+        "more classes than the dataset has",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nproxies:\n  - name: p\n    classes: 4\n",
+        "5:14",
+        "proxies[0].classes: 4 classes asked for, but the dataset has only 3",
+    ),
+    (
+        "dataset path that does not exist",
+        "name: s\ndataset:\n  kind: imagefolder\n  root: /no/such/imagenet\n",
+        "4:9",
+        "dataset.root: /no/such/imagenet does not exist",
+    ),
+    (
+        "unknown dataset kind, with a suggestion",
+        "name: s\ndataset: { kind: image-folder, root: data }\n",
+        "2:18",
+        "dataset.kind: unknown value `image-folder`\n  hint: did you mean `imagefolder`?",
+    ),
+    (
+        "missing required field",
+        "dataset: { kind: imagefolder, root: data }\nsearch: { llrd: [0.7] }\n",
+        "1:1",
+        "missing field `name`",
+    ),
+    (
+        "YAML syntax error",
+        "name: s\ndataset: { kind: imagefolder, root: data\nsearch: {}\n",
+        "3:",
+        "YAML syntax error: did not find expected",
+    ),
+    (
+        "unknown device",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nexecution: { devices: [cpu, gpu0] }\n",
+        "3:29",
+        "execution.devices[1]: `gpu0` is not a device; use cpu, cuda:N or wgpu",
+    ),
+    (
+        "patch size that does not divide the image",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nmodel: { preset: vit_tiny_patch16, image_size: 28, patch_size: 5, in_chans: 1 }\n",
+        "3:",
+        "model.patch_size: 5 does not divide the image size 28",
+    ),
+    (
+        "unknown model preset",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nmodel: vit_base_patch32\n",
+        "3:8",
+        "model.preset: unknown model \"vit_base_patch32\"",
+    ),
+];
+
+#[test]
+fn each_broken_study_gives_one_located_error() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 2, 1);
+    let mut failures = Vec::new();
+    for (i, (case, text, loc, expected)) in CASES.iter().enumerate() {
+        let file = format!("broken-{i:02}.yaml");
+        dir.write(&file, text);
+        let mut c = dir.maestro();
+        c.args(["validate", &file]);
+        let r = run(c);
+        let err = r.stderr();
+        let prefix = format!("error: {file}:{loc}");
+        let ok = r.code() == 2 && err.starts_with(&prefix) && err.contains(expected) && !err.contains("panicked");
+        if !ok {
+            failures.push(format!("[{case}] expected exit 2, `{prefix}...` and {expected:?}; got exit {}:\n{err}", r.code()));
+        }
+        // One problem, one error line.
+        if ok && err.matches(&format!("{file}:")).count() != 1 {
+            failures.push(format!("[{case}] more than one error:\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn all_problems_are_listed_at_once() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 2, 1);
+    dir.write("s.yaml", "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune: { epochs: 0, blr: -1 }\nsearch: { llrd: [1.5] }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "s.yaml"]);
+    run(c).code_is(2).stderr_has("s.yaml:3:21: finetune.epochs").stderr_has("s.yaml:3:29: finetune.blr").stderr_has("s.yaml:4:18: search.llrd[0]");
+}
+
+#[test]
+fn a_missing_study_file_is_a_user_error() {
+    let dir = Dir::new();
+    let mut c = dir.maestro();
+    c.args(["validate", "nope.yaml"]);
+    run(c).code_is(2).stderr_has("nope.yaml: cannot read the study");
+}
+
+#[test]
+fn missing_fashion_mnist_says_how_to_install() {
+    let dir = Dir::new();
+    dir.write("s.yaml", "name: s\ndataset: { kind: fashion-mnist, root: fm }\n");
+    std::fs::create_dir(dir.join("fm")).unwrap();
+    let mut c = dir.maestro();
+    c.args(["validate", "s.yaml"]);
+    run(c).code_is(2).stderr_has("s.yaml:2:").stderr_has("apt-get install dataset-fashion-mnist");
+}
