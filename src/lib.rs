@@ -17,5 +17,6 @@ pub mod device;
 pub mod error;
 pub mod model;
 pub mod study;
+pub mod train;
 
 pub use error::Error;

@@ -33,6 +33,58 @@ enum Command {
     Proxy(ProxyCommand),
     /// List the backends compiled in and the devices they can see.
     Doctor,
+    /// Show what the recipe does to a model.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+}
+
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// Per parameter: its timm name, LLRD lr_scale and weight decay (and, with --at-step, its
+    /// learning rate at that optimizer step), as MAE's param_groups_lrd and lr_sched compute them.
+    ParamGroups(ParamGroupsArgs),
+}
+
+#[derive(Args)]
+struct ParamGroupsArgs {
+    /// A model preset, e.g. vit_base_patch16.
+    #[arg(long)]
+    model: String,
+    /// Layer-wise LR decay.
+    #[arg(long)]
+    llrd: f64,
+    #[arg(long, default_value_t = 0.05)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 1000)]
+    num_classes: usize,
+    /// Classify from the cls token (norm) instead of the mean of patch tokens (fc_norm).
+    #[arg(long)]
+    cls_token: bool,
+    /// Base learning rate: lr = blr x batch / 256.
+    #[arg(long, default_value_t = 1e-3)]
+    blr: f64,
+    /// Effective batch size (batch x accumulation x devices).
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+    #[arg(long, default_value_t = 100.0)]
+    epochs: f64,
+    /// Warmup epochs.
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    #[arg(long, default_value_t = 1e-6)]
+    min_lr: f64,
+    /// Micro-batches per epoch (len(data_loader); ImageNet at batch 1024: 1251).
+    #[arg(long, default_value_t = 1251)]
+    iters_per_epoch: usize,
+    /// Gradient accumulation steps.
+    #[arg(long, default_value_t = 1)]
+    accum: usize,
+    /// Also print each parameter's learning rate at this optimizer step (0-based).
+    #[arg(long)]
+    at_step: Option<usize>,
+    /// JSON: [{"name", "lr_scale", "weight_decay"[, "lr"]}].
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -127,6 +179,22 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Proxy(ProxyCommand::Stats { manifests, decode }) => {
             manifests.iter().try_for_each(|m| app::proxy::stats(m, decode))
         }
+        Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {
+            model: a.model,
+            num_classes: a.num_classes,
+            global_pool: !a.cls_token,
+            llrd: a.llrd,
+            weight_decay: a.weight_decay,
+            blr: a.blr,
+            batch: a.batch,
+            epochs: a.epochs,
+            warmup: a.warmup,
+            min_lr: a.min_lr,
+            iters_per_epoch: a.iters_per_epoch,
+            accum: a.accum,
+            at_step: a.at_step,
+            json: a.json,
+        }),
         Command::Doctor => {
             app::doctor();
             Ok(())

@@ -1,3 +1,5 @@
-//! Models: ViT shapes by name or by hand.
+//! Models: ViT shapes by name or by hand, the burn ViT, position embeddings, checkpoints.
 
 pub mod config;
+pub mod pos_embed;
+pub mod vit;

@@ -1,0 +1,245 @@
+//! The Vision Transformer of MAE's fine-tuning (models_vit.py on timm's VisionTransformer).
+//!
+//! Field names are timm's state-dict keys, so `.pth` and safetensors checkpoints load without
+//! remapping (burn's LayerNorm calls weight/bias gamma/beta; the PyTorch adapter maps them).
+
+use burn::module::{Flag, Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Gelu, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+use super::config::VitShape;
+use super::pos_embed::sincos_2d;
+
+/// What the fine-tune model needs beyond its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VitConfig {
+    pub shape: VitShape,
+    pub num_classes: usize,
+    /// Stochastic depth: rates linspace(0, drop_path, depth).
+    pub drop_path: f64,
+    /// Mean of the patch tokens + fc_norm (MAE's default); else norm + cls token.
+    pub global_pool: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct PatchEmbed {
+    pub proj: Conv2d,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub num_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub act: Gelu,
+    pub fc2: Linear,
+}
+
+/// Per-sample stochastic depth, active only while training (an autodiff input and the flag on).
+#[derive(Module, Debug)]
+pub struct DropPath {
+    pub prob: f64,
+    pub training: Param<Flag>,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub attn: Attention,
+    pub norm2: LayerNorm,
+    pub mlp: Mlp,
+    pub drop_path: DropPath,
+}
+
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    // Declared in timm's order, so parameters list as `named_parameters()` does.
+    pub cls_token: Param<Tensor<3>>,
+    pub pos_embed: Param<Tensor<3>>,
+    pub patch_embed: PatchEmbed,
+    pub blocks: Vec<Block>,
+    /// Present without global pooling.
+    pub norm: Option<LayerNorm>,
+    /// Present with global pooling.
+    pub fc_norm: Option<LayerNorm>,
+    pub head: Linear,
+}
+
+fn layer_norm(d: usize, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(d).with_epsilon(1e-6).init(device)
+}
+
+/// timm's Linear init: trunc_normal(std 0.02) (the cut-off at +-2 is 100 sigma away), zero bias.
+fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device)
+}
+
+impl VitConfig {
+    pub fn init(&self, device: &Device) -> VisionTransformer {
+        let s = &self.shape;
+        let d = s.embed_dim;
+        let p = s.patch_size;
+        // MAE initialises the patch projection like a Linear on its [D, C*p*p] view.
+        let fan = (s.in_chans * p * p + d) as f64;
+        let bound = (6.0 / fan).sqrt();
+        let mut proj = Conv2dConfig::new([s.in_chans, d], [p, p]).with_stride([p, p]).init(device);
+        proj.weight = Param::from_tensor(Tensor::random([d, s.in_chans, p, p], Distribution::Uniform(-bound, bound), device));
+
+        let n = s.num_patches() + 1;
+        let pos = TensorData::new(sincos_2d(d, s.grid(), true), [1, n, d]);
+        let rates = linspace(self.drop_path, s.depth);
+        let blocks = rates
+            .into_iter()
+            .map(|rate| Block {
+                norm1: layer_norm(d, device),
+                attn: Attention { qkv: linear(d, 3 * d, device), proj: linear(d, d, device), num_heads: s.num_heads },
+                norm2: layer_norm(d, device),
+                mlp: Mlp { fc1: linear(d, s.mlp_hidden(), device), act: Gelu::new(), fc2: linear(s.mlp_hidden(), d, device) },
+                drop_path: DropPath { prob: rate, training: Param::from_bool(true) },
+            })
+            .collect();
+        VisionTransformer {
+            cls_token: Param::from_tensor(Tensor::random([1, 1, d], Distribution::Normal(0.0, 0.02), device)),
+            pos_embed: Param::from_tensor(Tensor::from_data(pos, device)),
+            patch_embed: PatchEmbed { proj },
+            blocks,
+            norm: (!self.global_pool).then(|| layer_norm(d, device)),
+            fc_norm: self.global_pool.then(|| layer_norm(d, device)),
+            head: linear(d, self.num_classes, device),
+        }
+    }
+}
+
+/// torch.linspace(0, max, n).
+fn linspace(max: f64, n: usize) -> Vec<f64> {
+    match n {
+        0 => vec![],
+        1 => vec![0.0],
+        _ => (0..n).map(|i| max * i as f64 / (n - 1) as f64).collect(),
+    }
+}
+
+impl DropPath {
+    /// `x / keep * floor(keep + U)` per sample, as timm's drop_path.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        if self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
+            return x;
+        }
+        let keep = 1.0 - self.prob;
+        let [b, _, _] = x.dims();
+        let mask = Tensor::<3>::random([b, 1, 1], Distribution::Bernoulli(keep), &x.device());
+        x * mask / keep
+    }
+}
+
+impl Attention {
+    /// # Shapes
+    /// x: [batch, tokens, dim] -> [batch, tokens, dim]
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, c] = x.dims();
+        let h = self.num_heads;
+        let qkv = self.qkv.forward(x).reshape([b, n, 3, h, c / h]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, dh]
+        let q: Tensor<4> = qkv.clone().slice([0..1]).squeeze_dim(0);
+        let k: Tensor<4> = qkv.clone().slice([1..2]).squeeze_dim(0);
+        let v: Tensor<4> = qkv.slice([2..3]).squeeze_dim(0);
+        let o = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [b, h, n, dh]
+        self.proj.forward(o.swap_dims(1, 2).reshape([b, n, c]))
+    }
+}
+
+impl Block {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.drop_path.forward(self.attn.forward(self.norm1.forward(x)));
+        let y = self.mlp.fc2.forward(self.mlp.act.forward(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        x + self.drop_path.forward(y)
+    }
+}
+
+impl VisionTransformer {
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Tokens after the last block (cls first).
+    ///
+    /// # Shapes
+    /// images: [batch, channels, height, width] -> [batch, 1 + patches, dim]
+    pub fn forward_features(&self, images: Tensor<4>) -> Tensor<3> {
+        let x = self.patch_embed.proj.forward(images); // [b, d, gh, gw]
+        let [b, d, _, _] = x.dims();
+        let x = x.flatten::<3>(2, 3).swap_dims(1, 2); // [b, n, d]
+        let cls = self.cls_token.val().expand([b, 1, d]);
+        let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val();
+        for blk in &self.blocks {
+            x = blk.forward(x);
+        }
+        x
+    }
+
+    /// Class logits.
+    ///
+    /// # Shapes
+    /// images: [batch, channels, height, width] -> [batch, classes]
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.forward_features(images);
+        let [b, n, d] = x.dims();
+        let pooled: Tensor<2> = match (&self.fc_norm, &self.norm) {
+            (Some(fc_norm), _) => fc_norm.forward(x.slice([0..b, 1..n, 0..d]).mean_dim(1).squeeze_dim(1)),
+            (None, Some(norm)) => norm.forward(x).slice([0..b, 0..1, 0..d]).squeeze_dim(1),
+            (None, None) => unreachable!("a ViT has either norm or fc_norm"),
+        };
+        self.head.forward(pooled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(global_pool: bool) -> VitConfig {
+        VitConfig {
+            shape: VitShape { image_size: 8, patch_size: 4, in_chans: 1, embed_dim: 8, depth: 2, num_heads: 2, mlp_ratio: 2.0 },
+            num_classes: 3,
+            drop_path: 0.1,
+            global_pool,
+        }
+    }
+
+    #[test]
+    fn shapes_and_param_count() {
+        let dev = Device::flex();
+        for gp in [true, false] {
+            let m = tiny(gp).init(&dev);
+            let out = m.forward(Tensor::random([2, 1, 8, 8], Distribution::Default, &dev));
+            assert_eq!(out.dims(), [2, 3]);
+            assert_eq!(m.num_params(), tiny(gp).shape.finetune_params(3));
+        }
+    }
+
+    #[test]
+    fn drop_path_rates_are_linspace() {
+        let m = VitConfig { drop_path: 0.3, ..tiny(true) }.init(&Device::flex());
+        let rates: Vec<f64> = m.blocks.iter().map(|b| b.drop_path.prob).collect();
+        assert_eq!(rates, vec![0.0, 0.3]);
+    }
+
+    #[test]
+    fn eval_forward_is_deterministic_despite_drop_path() {
+        let dev = Device::flex();
+        let m = tiny(true).init(&dev);
+        let x = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &dev);
+        let a = m.forward(x.clone()).into_data();
+        let b = m.forward(x).into_data();
+        assert_eq!(a, b);
+    }
+}
