@@ -1,5 +1,6 @@
 //! Models: ViT shapes by name or by hand, the burn ViT, position embeddings, checkpoints.
 
+pub mod checkpoint;
 pub mod config;
 pub mod pos_embed;
 pub mod vit;
