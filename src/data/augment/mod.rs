@@ -1,4 +1,9 @@
-//! Augmentation settings as a study names them (timm's notation).
+//! Augmentation settings as a study names them (timm's notation), and the Pillow-exact
+//! image ops behind timm's transforms.
+
+mod dist;
+mod resize;
+
 
 /// timm's RandAugment config string, e.g. `rand-m9-mstd0.5-inc1`.
 #[derive(Debug, Clone, PartialEq)]
