@@ -2,6 +2,7 @@
 //! image ops behind timm's transforms.
 
 mod dist;
+mod randaug;
 mod resize;
 
 
