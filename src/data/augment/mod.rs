@@ -2,8 +2,12 @@
 //! image ops behind timm's transforms.
 
 mod dist;
+mod erasing;
+mod mixup;
 mod randaug;
 mod resize;
+
+pub use mixup::{MixupCutmix, smoothed_targets};
 
 
 /// timm's RandAugment config string, e.g. `rand-m9-mstd0.5-inc1`.
