@@ -1,0 +1,279 @@
+//! Cropping, flipping and resizing as torchvision does them on PIL images.
+//!
+//! The resampler is Pillow's (`Resample.c`): separable bicubic (Keys, a = -0.5) whose support
+//! widens with the shrink factor (antialiasing), 22-bit fixed-point coefficients, and a u8
+//! image between the horizontal and the vertical pass, horizontal first as in Pillow <= 12.
+//! Matching it keeps our inputs identical to what the reference recipe trains on, not merely
+//! close.
+
+use rand::Rng;
+
+use super::dist::uniform;
+use crate::data::image::Image;
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn bicubic_weight(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Per output index: the first input index and its fixed-point weights.
+struct Coeffs {
+    taps: Vec<(usize, Vec<i32>)>,
+}
+
+impl Coeffs {
+    fn new(in_size: usize, out_size: usize) -> Self {
+        let scale = in_size as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = 2.0 * filterscale;
+        let inv = 1.0 / filterscale;
+        let taps = (0..out_size)
+            .map(|xx| {
+                let center = (xx as f64 + 0.5) * scale;
+                // C's (int) truncates; a negative start is clamped to 0 either way.
+                let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+                let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+                let w: Vec<f64> = (xmin..xmax).map(|x| bicubic_weight((x as f64 - center + 0.5) * inv)).collect();
+                let total: f64 = w.iter().sum();
+                let one = f64::from(1u32 << PRECISION_BITS);
+                let k = w
+                    .iter()
+                    .map(|&v| {
+                        let v = if total != 0.0 { v / total } else { v };
+                        if v < 0.0 { (-0.5 + v * one) as i32 } else { (0.5 + v * one) as i32 }
+                    })
+                    .collect();
+                (xmin, k)
+            })
+            .collect();
+        Coeffs { taps }
+    }
+}
+
+fn clip8(ss: i64) -> u8 {
+    (ss >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// PIL `Image.resize((out_w, out_h), BICUBIC)`.
+pub(crate) fn resize_bicubic(img: &Image, out_w: usize, out_h: usize) -> Image {
+    let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
+    if (w, h) == (out_w, out_h) {
+        return img.clone();
+    }
+    let half = 1i64 << (PRECISION_BITS - 1);
+    let mut vert = Coeffs::new(h, out_h);
+    let (mut src, mut src_h) = (img.pixels.clone(), h);
+    if out_w != w {
+        // Only the rows the vertical pass reads are resampled horizontally.
+        let first = vert.taps[0].0;
+        let last = vert.taps.last().map(|(s, k)| s + k.len()).unwrap_or(first);
+        let horiz = Coeffs::new(w, out_w);
+        let mut tmp = vec![0u8; (last - first) * out_w * c];
+        for (ty, y) in (first..last).enumerate() {
+            let row = &img.pixels[y * w * c..(y + 1) * w * c];
+            for (xx, (start, k)) in horiz.taps.iter().enumerate() {
+                for ch in 0..c {
+                    let ss = k.iter().enumerate().fold(half, |ss, (i, &kv)| ss + i64::from(row[(start + i) * c + ch]) * i64::from(kv));
+                    tmp[(ty * out_w + xx) * c + ch] = clip8(ss);
+                }
+            }
+        }
+        for t in &mut vert.taps {
+            t.0 -= first;
+        }
+        (src, src_h) = (tmp, last - first);
+    }
+    if out_h != h {
+        let stride = out_w * c;
+        let mut out = vec![0u8; out_h * stride];
+        for (yy, (start, k)) in vert.taps.iter().enumerate() {
+            debug_assert!(start + k.len() <= src_h);
+            for i in 0..stride {
+                let ss = k.iter().enumerate().fold(half, |ss, (j, &kv)| ss + i64::from(src[(start + j) * stride + i]) * i64::from(kv));
+                out[yy * stride + i] = clip8(ss);
+            }
+        }
+        src = out;
+    }
+    Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: src }
+}
+
+/// The `h x w` window at (`top`, `left`); what falls outside the image is 0, as PIL's crop
+/// (and torchvision's zero padding before a centre crop) gives.
+pub(crate) fn crop(img: &Image, top: i64, left: i64, h: usize, w: usize) -> Image {
+    let (iw, ih, c) = (img.width as i64, img.height as i64, img.channels as usize);
+    let mut pixels = vec![0u8; h * w * c];
+    for y in 0..h {
+        let sy = top + y as i64;
+        if !(0..ih).contains(&sy) {
+            continue;
+        }
+        for x in 0..w {
+            let sx = left + x as i64;
+            if (0..iw).contains(&sx) {
+                let s = ((sy * iw + sx) as usize) * c;
+                pixels[(y * w + x) * c..(y * w + x + 1) * c].copy_from_slice(&img.pixels[s..s + c]);
+            }
+        }
+    }
+    Image { width: w as u32, height: h as u32, channels: img.channels, pixels }
+}
+
+pub(crate) fn hflip(img: &Image) -> Image {
+    let (w, c) = (img.width as usize, img.channels as usize);
+    let mut pixels = Vec::with_capacity(img.pixels.len());
+    for row in img.pixels.chunks_exact(w * c) {
+        for px in row.chunks_exact(c).rev() {
+            pixels.extend_from_slice(px);
+        }
+    }
+    Image { pixels, ..img.clone() }
+}
+
+/// torchvision `RandomResizedCrop.get_params`: `(top, left, height, width)` of the crop.
+pub(crate) fn rrc_params<R: Rng + ?Sized>(
+    width: u32,
+    height: u32,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+    rng: &mut R,
+) -> (usize, usize, usize, usize) {
+    let (w, h) = (width as usize, height as usize);
+    let area = (w * h) as f64;
+    let log_ratio = (ratio.0.ln(), ratio.1.ln());
+    for _ in 0..10 {
+        let target_area = area * uniform(rng, scale.0, scale.1);
+        let aspect = uniform(rng, log_ratio.0, log_ratio.1).exp();
+        let cw = (target_area * aspect).sqrt().round_ties_even() as usize;
+        let ch = (target_area / aspect).sqrt().round_ties_even() as usize;
+        if 0 < cw && cw <= w && 0 < ch && ch <= h {
+            let top = rng.random_range(0..=h - ch);
+            let left = rng.random_range(0..=w - cw);
+            return (top, left, ch, cw);
+        }
+    }
+    // Fallback: the central crop with the aspect ratio clamped into `ratio`.
+    let in_ratio = w as f64 / h as f64;
+    let (lo, hi) = (ratio.0.min(ratio.1), ratio.0.max(ratio.1));
+    let (cw, ch) = if in_ratio < lo {
+        (w, ((w as f64 / lo).round_ties_even() as usize).clamp(1, h))
+    } else if in_ratio > hi {
+        (((h as f64 * hi).round_ties_even() as usize).clamp(1, w), h)
+    } else {
+        (w, h)
+    };
+    ((h - ch) / 2, (w - cw) / 2, ch, cw)
+}
+
+/// torchvision `Resize(size)` with an int: the shorter side becomes `size`, the longer one
+/// `int(size * long / short)`.
+pub(crate) fn resize_shorter(img: &Image, size: usize) -> Image {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let new_long = ((size * long) as f64 / short as f64) as usize;
+    let (nw, nh) = if w <= h { (size, new_long) } else { (new_long, size) };
+    resize_bicubic(img, nw, nh)
+}
+
+/// torchvision `CenterCrop`: offset `int(round((len - crop) / 2))` (Python rounds half to
+/// even), or zero padding of `(crop - len) // 2` before when the crop is the larger.
+pub(crate) fn center_crop(img: &Image, h: usize, w: usize) -> Image {
+    let offset = |len: usize, crop: usize| -> i64 {
+        if crop > len { -(((crop - len) / 2) as i64) } else { ((len - crop) as f64 / 2.0).round_ties_even() as i64 }
+    };
+    crop(img, offset(img.height as usize, h), offset(img.width as usize, w), h, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn gray(w: u32, h: u32, pixels: Vec<u8>) -> Image {
+        Image { width: w, height: h, channels: 1, pixels }
+    }
+
+    #[test]
+    fn resize_follows_pillows_bicubic() {
+        // Pillow: Image.frombytes("L", (4, 1), bytes([0, 0, 255, 255])).resize((2, 1), BICUBIC)
+        // -> [21, 234] (support 4 when halving, so all four inputs feed each output).
+        let img = gray(4, 1, vec![0, 0, 255, 255]);
+        assert_eq!(resize_bicubic(&img, 2, 1).pixels, vec![21, 234]);
+        // Upscaling: Pillow gives [0, 53, 202, 255] (edge taps clamp, the lobes are clipped).
+        let img = gray(2, 1, vec![0, 255]);
+        assert_eq!(resize_bicubic(&img, 4, 1).pixels, vec![0, 53, 202, 255]);
+        // Widening while shortening: horizontal pass first, rounded to u8, then vertical, as in
+        // Pillow <= 12 (Pillow 13 runs the vertical pass first when height shrinks the most).
+        let img = gray(6, 8, (0..48u32).map(|i| ((i * 53 + 17) % 256) as u8).collect());
+        assert_eq!(resize_bicubic(&img, 9, 3).pixels, PIL12_6X8_TO_9X3.to_vec());
+        // A constant image stays constant whatever the factors.
+        let img = Image { width: 13, height: 7, channels: 3, pixels: vec![77; 13 * 7 * 3] };
+        let out = resize_bicubic(&img, 5, 11);
+        assert_eq!((out.width, out.height, out.pixels.len()), (5, 11, 5 * 11 * 3));
+        assert!(out.pixels.iter().all(|&p| p == 77));
+    }
+
+    /// Pillow 12.3 `Image.frombytes("L", (6, 8), bytes((i * 53 + 17) % 256 for i in range(48)))
+    /// .resize((9, 3), BICUBIC)`.
+    const PIL12_6X8_TO_9X3: [u8; 27] = [
+        83, 99, 131, 170, 174, 155, 124, 102, 92, 108, 87, 80, 124, 139, 138, 143, 128, 113, 124, 157, 187, 164, 134, 108, 98, 118, 138,
+    ];
+
+    #[test]
+    fn hflip_mirrors_each_row() {
+        let img = Image { width: 3, height: 2, channels: 3, pixels: (0..18).collect() };
+        let f = hflip(&img);
+        assert_eq!(f.pixels, vec![6, 7, 8, 3, 4, 5, 0, 1, 2, 15, 16, 17, 12, 13, 14, 9, 10, 11]);
+    }
+
+    #[test]
+    fn rrc_crops_lie_inside_with_area_in_scale() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..500 {
+            let (top, left, h, w) = rrc_params(64, 48, (0.08, 1.0), (0.75, 4.0 / 3.0), &mut rng);
+            assert!(h > 0 && w > 0 && top + h <= 48 && left + w <= 64);
+            let frac = (h * w) as f64 / (64.0 * 48.0);
+            assert!((0.06..=1.05).contains(&frac), "{frac}");
+            let ar = w as f64 / h as f64;
+            assert!((0.6..=1.6).contains(&ar), "{ar}");
+        }
+        assert_eq!(rrc_params(20, 20, (1.0, 1.0), (1.0, 1.0), &mut rng), (0, 0, 20, 20));
+    }
+
+    #[test]
+    fn rrc_falls_back_to_a_central_crop_with_clamped_ratio() {
+        // A 100x10 strip cannot hold 90% of its area at ratio <= 4/3: centre 13x10 crop.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(rrc_params(100, 10, (0.9, 1.0), (0.75, 4.0 / 3.0), &mut rng), (0, 43, 10, 13));
+        assert_eq!(rrc_params(10, 100, (0.9, 1.0), (0.75, 4.0 / 3.0), &mut rng), (43, 0, 13, 10));
+    }
+
+    #[test]
+    fn center_crop_rounds_half_to_even_and_pads_with_zero() {
+        let img = gray(5, 4, (0..20).collect());
+        // (5 - 2) / 2 = 1.5 -> 2, (4 - 3) / 2 = 0.5 -> 0.
+        assert_eq!(center_crop(&img, 3, 2).pixels, vec![2, 3, 7, 8, 12, 13]);
+        // 7 wide from 5: one zero column before, one after; 4 high from 4: unchanged.
+        let out = center_crop(&img, 4, 7);
+        assert_eq!(&out.pixels[..7], &[0, 0, 1, 2, 3, 4, 0]);
+    }
+
+    #[test]
+    fn resize_shorter_keeps_the_aspect_ratio_truncated() {
+        let img = gray(32, 40, vec![9; 32 * 40]);
+        let out = resize_shorter(&img, 15);
+        assert_eq!((out.width, out.height), (15, 18)); // int(15 * 40 / 32) = int(18.75)
+        let out = resize_shorter(&img, 32);
+        assert_eq!(out, img);
+    }
+}
