@@ -17,6 +17,9 @@ pub enum Error {
     Usage(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// A run that ended but did not succeed (diverged, failed).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Error {
@@ -24,7 +27,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Study(_) | Error::Usage(_) => 2,
-            Error::Data(DataError::Io { .. }) | Error::Io { .. } => 1,
+            Error::Data(DataError::Io { .. }) | Error::Io { .. } | Error::Failed(_) => 1,
             Error::Data(_) => 2,
         }
     }

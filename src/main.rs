@@ -33,6 +33,15 @@ enum Command {
     Proxy(ProxyCommand),
     /// List the backends compiled in and the devices they can see.
     Doctor,
+    /// Fine-tune a ViT with MAE's recipe (LLRD, schedule, augmentation) on a dataset or proxy.
+    Finetune(FinetuneArgs),
+    /// Run one trial from its spec (JSON), into the spec's folder.
+    Trial {
+        spec: PathBuf,
+        /// No progress bar or per-epoch lines.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Show what the recipe does to a model.
     #[command(subcommand)]
     Inspect(InspectCommand),
@@ -43,6 +52,48 @@ enum InspectCommand {
     /// Per parameter: its timm name, LLRD lr_scale and weight decay (and, with --at-step, its
     /// learning rate at that optimizer step), as MAE's param_groups_lrd and lr_sched compute them.
     ParamGroups(ParamGroupsArgs),
+}
+
+#[derive(Args)]
+struct FinetuneArgs {
+    /// Take dataset, model and recipe from this study.
+    #[arg(long)]
+    study: Option<PathBuf>,
+    /// Without --study: `fashion-mnist` or an ImageFolder root.
+    #[arg(long, conflicts_with = "study")]
+    dataset: Option<String>,
+    /// Without --study: a model preset (default vit_base_patch16).
+    #[arg(long, conflicts_with = "study")]
+    model: Option<String>,
+    /// Train and evaluate on this proxy manifest instead of the whole dataset.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Layer-wise LR decay (default: the recipe's layer_decay).
+    #[arg(long)]
+    llrd: Option<f64>,
+    /// Base learning rate (default: the recipe's blr).
+    #[arg(long)]
+    blr: Option<f64>,
+    /// A pre-trained encoder to start from (.pth, .safetensors, .bpk).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Override a study field, e.g. --set finetune.epochs=5 --set finetune.mixup=0.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// cpu, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Output folder: result.json, checkpoint/ (resumable), model.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -179,6 +230,22 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Proxy(ProxyCommand::Stats { manifests, decode }) => {
             manifests.iter().try_for_each(|m| app::proxy::stats(m, decode))
         }
+        Command::Finetune(a) => app::finetune::finetune(&app::finetune::FinetuneRequest {
+            study: a.study,
+            dataset: a.dataset,
+            model: a.model,
+            manifest: a.manifest,
+            llrd: a.llrd,
+            blr: a.blr,
+            checkpoint: a.checkpoint,
+            sets: a.sets,
+            device: a.device,
+            seed: a.seed,
+            max_steps: a.max_steps,
+            out: a.out,
+            quiet: a.quiet,
+        }),
+        Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {
             model: a.model,
             num_classes: a.num_classes,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod idx;
 pub mod image;
 pub mod imagefolder;
+pub mod loader;
 pub mod manifest;
 pub mod materialize;
 pub mod proxy;

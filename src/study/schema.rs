@@ -236,7 +236,7 @@ impl<'de> Deserialize<'de> for ModelSpec {
 // fine-tuning
 
 /// Table 1b (the efficient recipe) and MAE's `main_finetune.py` defaults for everything else.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FinetuneRecipe {
     pub epochs: f64,

@@ -1,4 +1,7 @@
-//! Fine-tuning with MAE's recipe: layer-wise LR decay, the per-step schedule, the loop.
+//! Fine-tuning with MAE's recipe: layer-wise LR decay, the per-step schedule, the loop, and
+//! the spec/result pair that is the trial contract.
 
+pub mod finetune;
 pub mod llrd;
 pub mod schedule;
+pub mod spec;

@@ -1,0 +1,139 @@
+//! `maestro finetune` and `maestro trial`: one fine-tune from a study (or flags), on a proxy
+//! manifest or the whole dataset.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::study::LoadedStudy;
+use crate::train::finetune::{self, TrainError};
+use crate::train::spec::{FinetuneResult, FinetuneSpec, RunStatus};
+
+pub struct FinetuneRequest {
+    pub study: Option<PathBuf>,
+    pub dataset: Option<String>,
+    pub model: Option<String>,
+    pub manifest: Option<PathBuf>,
+    pub llrd: Option<f64>,
+    pub blr: Option<f64>,
+    pub checkpoint: Option<PathBuf>,
+    pub sets: Vec<String>,
+    pub device: String,
+    pub seed: Option<u64>,
+    pub max_steps: Option<usize>,
+    pub out: PathBuf,
+    pub quiet: bool,
+}
+
+/// Apply `a.b.c=value` overrides (value in YAML) to a YAML text.
+pub fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
+    if sets.is_empty() {
+        return Ok(text.to_string());
+    }
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::Usage(format!("cannot apply --set: {e}")))?;
+    for set in sets {
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--set {set}: expected KEY=VALUE, e.g. --set finetune.epochs=5")))?;
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(value).map_err(|e| Error::Usage(format!("--set {set}: the value is not YAML: {e}")))?;
+        let mut node = &mut doc;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let map = match node {
+                serde_yaml::Value::Mapping(m) => m,
+                other => {
+                    *other = serde_yaml::Value::Mapping(Default::default());
+                    match other {
+                        serde_yaml::Value::Mapping(m) => m,
+                        _ => unreachable!(),
+                    }
+                }
+            };
+            let k = serde_yaml::Value::String(part.to_string());
+            if i + 1 == parts.len() {
+                map.insert(k, value.clone());
+                break;
+            }
+            node = map.entry(k).or_insert(serde_yaml::Value::Mapping(Default::default()));
+        }
+    }
+    serde_yaml::to_string(&doc).map_err(|e| Error::Usage(e.to_string()))
+}
+
+pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
+    let (file, text) = match &r.study {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+            (path.clone(), text)
+        }
+        None => {
+            let dataset = r.dataset.as_deref().ok_or_else(|| Error::Usage("give --study STUDY.yaml, or --dataset and --model".into()))?;
+            let ds = if dataset == "fashion-mnist" {
+                "{ kind: fashion-mnist }".to_string()
+            } else {
+                format!("{{ kind: imagefolder, root: {} }}", serde_json::to_string(dataset).unwrap())
+            };
+            let model = r.model.as_deref().unwrap_or("vit_base_patch16");
+            (PathBuf::from("<command line>"), format!("name: finetune\ndataset: {ds}\nmodel: {model}\n"))
+        }
+    };
+    let text = apply_sets(&text, &r.sets)?;
+    let loaded = LoadedStudy::from_text(&file, &text)?;
+    let s = &loaded.study;
+    let model = s.model.shape().expect("validated");
+    Ok(FinetuneSpec {
+        name: r.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "finetune".into()),
+        source: loaded.source(),
+        manifest: r.manifest.clone(),
+        model,
+        recipe: s.finetune.clone(),
+        llrd: r.llrd.unwrap_or(s.finetune.layer_decay),
+        blr: r.blr.unwrap_or(s.finetune.blr),
+        checkpoint: r.checkpoint.clone(),
+        seed: r.seed.unwrap_or(s.seed),
+        device: r.device.clone(),
+        max_steps: r.max_steps,
+        eval_batch_size: 256,
+    })
+}
+
+fn train_error(e: TrainError) -> Error {
+    match e {
+        TrainError::Setup(m) => Error::Usage(m),
+        TrainError::Data(d) => Error::Data(d),
+        TrainError::Checkpoint(c) => Error::Usage(c.to_string()),
+        TrainError::Io { path, message } => Error::Io { path, source: std::io::Error::other(message) },
+    }
+}
+
+fn report(result: &FinetuneResult, out: &Path) -> Result<(), Error> {
+    println!(
+        "{}: {:?} after {} steps: top-1 {:.2}%, top-5 {:.2}% (best top-1 {:.2}%), {:.0} img/s, {:.0} s",
+        out.display(),
+        result.status,
+        result.steps,
+        result.top1,
+        result.top5,
+        result.best_top1,
+        result.images_per_s,
+        result.wall_s
+    );
+    match result.status {
+        RunStatus::Completed => Ok(()),
+        _ => Err(Error::Failed(result.error.clone().unwrap_or_else(|| format!("{:?}", result.status)))),
+    }
+}
+
+pub fn finetune(r: &FinetuneRequest) -> Result<(), Error> {
+    let spec = spec_from_request(r)?;
+    let result = finetune::run(&spec, &r.out, r.quiet).map_err(train_error)?;
+    report(&result, &r.out)
+}
+
+/// `maestro trial SPEC.json`: run a spec into the folder that holds it.
+pub fn trial(spec_path: &Path, quiet: bool) -> Result<(), Error> {
+    let spec = FinetuneSpec::read(spec_path).map_err(Error::Usage)?;
+    let out = spec_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let result = finetune::run(&spec, &out, quiet).map_err(train_error)?;
+    report(&result, &out)
+}

@@ -1,0 +1,125 @@
+//! `maestro finetune` end to end on a tiny generated dataset: a result, a checkpoint that
+//! resumes after a kill -9 to the same result, divergence recorded, bad settings refused.
+
+mod util;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::*;
+
+/// A study for 16x16 colour images in 4 classes, a 2-block ViT, no heavy augmentation.
+fn tiny_study(dir: &Dir, epochs: u32) {
+    image_tree(&dir.join("data"), 4, 24, 6);
+    dir.write(
+        "tiny.yaml",
+        &format!(
+            "name: tiny\ndataset: {{ kind: imagefolder, root: data }}\n\
+             model: {{ image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2 }}\n\
+             finetune: {{ epochs: {epochs}, warmup_epochs: 1, batch_size: 8, mixup: 0.8, cutmix: 1.0, reprob: 0.25, eval_crop_pct: 1.0 }}\n\
+             seed: 3\n"
+        ),
+    );
+}
+
+fn result(dir: &Dir, out: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("result.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn finetune_writes_result_checkpoint_and_timm_export() {
+    let dir = Dir::new();
+    tiny_study(&dir, 2);
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--llrd", "0.75", "--out", "run", "--quiet"]);
+    run(c).success().stdout_has("Completed after 24 steps");
+    let r = result(&dir, "run");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!((r["train_images"].as_u64(), r["val_images"].as_u64(), r["num_classes"].as_u64()), (Some(96), Some(24), Some(4)));
+    for m in r["epochs"].as_array().unwrap() {
+        let (t1, t5) = (m["top1"].as_f64().unwrap(), m["top5"].as_f64().unwrap());
+        assert!((0.0..=100.0).contains(&t1) && t5 >= t1, "{m}");
+        assert!(m["train_loss"].as_f64().unwrap().is_finite());
+    }
+    assert!(dir.join("run/checkpoint/model.bpk").is_file());
+    assert!(dir.join("run/model.safetensors").is_file());
+    assert!(dir.join("run/spec.json").is_file());
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_to_the_same_result() {
+    let dir = Dir::new();
+    tiny_study(&dir, 4);
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--out", "straight", "--quiet"]);
+    run(c).success();
+
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--out", "killed", "--quiet"]);
+    let mut child = c.spawn().unwrap();
+    let t = Instant::now();
+    while !dir.join("killed/checkpoint/state.json").exists() {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended before it could be killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!dir.join("killed/result.json").exists(), "killed too late to test a resume");
+
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--out", "killed"]);
+    run(c).success().stderr_has("resuming");
+    let (a, b) = (result(&dir, "straight"), result(&dir, "killed"));
+    for key in ["status", "steps", "top1", "top5", "best_top1"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    let losses = |v: &Value| v["epochs"].as_array().unwrap().iter().map(|m| m["train_loss"].clone()).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b), "per-epoch losses");
+}
+
+#[test]
+fn a_nan_loss_is_recorded_as_diverged() {
+    let dir = Dir::new();
+    tiny_study(&dir, 2);
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--blr", "1e12", "--set", "finetune.warmup_epochs=0", "--out", "nan", "--quiet"]);
+    run(c).code_is(1).stderr_has("became NaN or infinite at optimizer step");
+    let r = result(&dir, "nan");
+    assert_eq!(r["status"], "diverged");
+    assert!(r["diverged_at_step"].as_u64().is_some());
+}
+
+#[test]
+fn impossible_settings_are_user_errors() {
+    let dir = Dir::new();
+    tiny_study(&dir, 1);
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.batch_size=1000", "--out", "big"]);
+    run(c).code_is(2).stderr_has("larger than the 96 training images");
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--llrd", "1.5", "--out", "x"]);
+    run(c).code_is(2).stderr_has("LLRD must be in (0, 1]");
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.epochs=0", "--out", "x"]);
+    run(c).code_is(2).stderr_has("finetune.epochs: epochs must be positive");
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--device", "cuda:0", "--out", "x"]);
+    run(c).code_is(2).stderr_has("needs maestro built with the `cuda` feature");
+}
+
+#[test]
+fn trains_from_a_proxy_manifest() {
+    let dir = Dir::new();
+    tiny_study(&dir, 1);
+    let mut c = dir.maestro();
+    c.args(["proxy", "build", "--dataset", "data", "--classes", "2", "--out", "p.manifest"]);
+    run(c).success();
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--manifest", "p.manifest", "--out", "proxy", "--quiet"]);
+    run(c).success();
+    let r = result(&dir, "proxy");
+    assert_eq!((r["train_images"].as_u64(), r["num_classes"].as_u64()), (Some(48), Some(2)));
+}
