@@ -20,6 +20,9 @@ pub enum Error {
     /// A run that ended but did not succeed (diverged, failed).
     #[error("{0}")]
     Failed(String),
+    /// Stopped by the user; resumable.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -28,6 +31,7 @@ impl Error {
         match self {
             Error::Study(_) | Error::Usage(_) => 2,
             Error::Data(DataError::Io { .. }) | Error::Io { .. } | Error::Failed(_) => 1,
+            Error::Interrupted(_) => 130,
             Error::Data(_) => 2,
         }
     }

@@ -11,11 +11,14 @@
 //!
 //! Data flows one way: study -> plan -> trials -> analysis -> report (see docs/design.md).
 
+pub mod analysis;
 pub mod app;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod model;
+pub mod orchestrate;
+pub mod report;
 pub mod study;
 pub mod train;
 

@@ -28,6 +28,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The main job: build the proxies, run the LLRD x LR grid as parallel trials, fit the
+    /// curve, run the full-dataset fine-tune(s), write the report. Resumes a stopped run.
+    Run {
+        study: PathBuf,
+        /// The run folder (journal, trials, logs); default runs/<study name>.
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Where the report goes; default reports/<study name>.
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// No progress bar or per-trial lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// The trial table of a run folder (also while it runs).
+    Status { run_dir: PathBuf },
+    /// Regenerate a run's report (figures, tables, recipes, summary) from its folder.
+    Report {
+        run_dir: PathBuf,
+        /// Default reports/<study name>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Build and inspect proxy subsets of a dataset.
     #[command(subcommand)]
     Proxy(ProxyCommand),
@@ -226,6 +249,9 @@ fn proxy_build(a: BuildArgs) -> Result<(), Error> {
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Validate { study, json } => app::validate(&study, json),
+        Command::Run { study, run_dir, report_dir, quiet } => app::run::run_study(&study, run_dir, report_dir, quiet),
+        Command::Status { run_dir } => app::run::status(&run_dir),
+        Command::Report { run_dir, out } => app::run::report(&run_dir, out),
         Command::Proxy(ProxyCommand::Build(args)) => proxy_build(args),
         Command::Proxy(ProxyCommand::Stats { manifests, decode }) => {
             manifests.iter().try_for_each(|m| app::proxy::stats(m, decode))

@@ -43,7 +43,7 @@ fn finetune_writes_result_checkpoint_and_timm_export() {
     }
     assert!(dir.join("run/checkpoint/model.bpk").is_file());
     assert!(dir.join("run/model.safetensors").is_file());
-    assert!(dir.join("run/spec.json").is_file());
+    assert!(dir.join("run/finetune.json").is_file());
 }
 
 #[test]

@@ -130,10 +130,34 @@ pub fn finetune(r: &FinetuneRequest) -> Result<(), Error> {
     report(&result, &r.out)
 }
 
-/// `maestro trial SPEC.json`: run a spec into the folder that holds it.
+/// `maestro trial SPEC.json`: run a trial spec (or a bare fine-tune spec) into its folder.
 pub fn trial(spec_path: &Path, quiet: bool) -> Result<(), Error> {
-    let spec = FinetuneSpec::read(spec_path).map_err(Error::Usage)?;
+    use crate::orchestrate::plan::TrialSpec;
     let out = spec_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let text = std::fs::read_to_string(spec_path).map_err(|e| Error::Io { path: spec_path.into(), source: e })?;
+    if let Ok(t) = serde_json::from_str::<TrialSpec>(&text) {
+        if let Some(spec) = &t.finetune {
+            let result = finetune::run(spec, &out, quiet).map_err(train_error)?;
+            return report(&result, &out);
+        }
+        if let Some(cmd) = &t.command {
+            // run/trials/<id>/spec.json: the run folder holds the study and the proxies.
+            let run_dir = out.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+            let loaded = crate::study::load_run_copy(&run_dir).map_err(Error::Usage)?;
+            let data = match &t.proxy {
+                Some(p) => std::fs::canonicalize(run_dir.join("proxies").join(p)).unwrap_or_else(|_| run_dir.join("proxies").join(p)),
+                None => loaded.source().root().to_path_buf(),
+            };
+            let abs_out = std::fs::canonicalize(&out).unwrap_or(out.clone());
+            let s = &loaded.study;
+            let seed = s.seed.wrapping_add(t.repeat as u64);
+            let result = crate::orchestrate::command::run(&t, cmd, &abs_out, &data.display().to_string(), seed, s.finetune.epochs, s.finetune.batch_size);
+            result.write(&out.join("result.json")).map_err(|e| Error::Io { path: out.join("result.json"), source: e })?;
+            return report(&result, &out);
+        }
+        return Err(Error::Usage(format!("{}: the trial has neither a fine-tune nor a command", spec_path.display())));
+    }
+    let spec = FinetuneSpec::read(spec_path).map_err(Error::Usage)?;
     let result = finetune::run(&spec, &out, quiet).map_err(train_error)?;
     report(&result, &out)
 }

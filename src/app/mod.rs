@@ -4,6 +4,7 @@
 pub mod finetune;
 pub mod inspect;
 pub mod proxy;
+pub mod run;
 
 use std::path::Path;
 

@@ -18,12 +18,22 @@ use crate::data::{Catalog, Source};
 use locate::LocationIndex;
 use validate::Checker;
 
+/// The copy of a study kept in a run folder, with the folder its paths are relative to.
+pub fn load_run_copy(run_dir: &Path) -> Result<LoadedStudy, String> {
+    let file = run_dir.join("study.yaml");
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e} (is this a maestro run folder?)", file.display()))?;
+    let base = std::fs::read_to_string(run_dir.join("study.base")).map(|b| PathBuf::from(b.trim_end_matches('\n'))).unwrap_or_else(|_| run_dir.to_path_buf());
+    LoadedStudy::from_text_in(&file, &text, &base).map_err(|e| e.to_string())
+}
+
 /// A study read from a file and checked as far as possible without its dataset.
 #[derive(Debug)]
 pub struct LoadedStudy {
     pub file: PathBuf,
     pub study: Study,
     pub index: LocationIndex,
+    /// The folder relative paths in the study are taken from (absolute when it exists).
+    base: PathBuf,
 }
 
 impl LoadedStudy {
@@ -38,8 +48,15 @@ impl LoadedStudy {
     }
 
     pub fn from_text(file: &Path, text: &str) -> Result<Self, StudyError> {
+        let parent = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let parent = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent };
+        Self::from_text_in(file, text, &std::fs::canonicalize(&parent).unwrap_or(parent))
+    }
+
+    /// A study whose relative paths are taken from `base` (a copy kept in a run folder).
+    pub fn from_text_in(file: &Path, text: &str, base: &Path) -> Result<Self, StudyError> {
         let (study, index) = parse::parse(file, text)?;
-        let loaded = LoadedStudy { file: file.to_path_buf(), study, index };
+        let loaded = LoadedStudy { file: file.to_path_buf(), study, index, base: base.to_path_buf() };
         let mut c = Checker::new(&loaded.index);
         validate::check_static(&loaded.study, &loaded.dir(), &mut c);
         loaded.finish(c)?;
@@ -48,7 +65,7 @@ impl LoadedStudy {
 
     /// The folder relative paths in the study are taken from.
     pub fn dir(&self) -> PathBuf {
-        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.base.clone()
     }
 
     pub fn source(&self) -> Source {

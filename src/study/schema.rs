@@ -27,8 +27,43 @@ pub struct Study {
     pub transfer: TransferSpec,
     #[serde(default)]
     pub execution: ExecutionSpec,
+    /// What a trial runs: maestro's own fine-tune (the default) or an external command.
+    #[serde(default)]
+    pub trial: TrialKind,
     #[serde(default)]
     pub seed: u64,
+}
+
+/// `trial: { kind: command, command: "python main_finetune.py --layer_decay {llrd} ...",
+///           metric: { file: "{out}/log.txt", jsonl_key: test_acc1, mode: max } }`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TrialKind {
+    #[default]
+    Maestro,
+    Command {
+        command: String,
+        metric: MetricSpec,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSpec {
+    /// JSON-lines file the command writes, e.g. `{out}/log.txt`.
+    pub file: String,
+    #[serde(default = "default_metric_key")]
+    pub jsonl_key: String,
+    /// `max` (best line) or `last`.
+    #[serde(default = "default_metric_mode")]
+    pub mode: String,
+}
+
+fn default_metric_key() -> String {
+    "test_acc1".into()
+}
+fn default_metric_mode() -> String {
+    "max".into()
 }
 
 // ---------------------------------------------------------------------------------------------

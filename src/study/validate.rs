@@ -226,6 +226,19 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     }
     c.at_least_one("search.repeats", s.repeats, "repeats");
 
+    // external trials
+    if let super::schema::TrialKind::Command { command, metric } = &study.trial {
+        if command.trim().is_empty() {
+            c.fail("trial.command", "the command is empty");
+        }
+        if !command.contains("{llrd}") {
+            c.fail_hint("trial.command", "the command never uses {llrd}, so every trial would train the same thing", Some("e.g. python main_finetune.py --layer_decay {llrd} --blr {blr} --output_dir {out}"));
+        }
+        if metric.mode != "max" && metric.mode != "last" {
+            c.fail("trial.metric.mode", format!("`{}` is not a mode; use max or last", metric.mode));
+        }
+    }
+
     // execution
     if study.execution.devices.is_empty() {
         c.fail("execution.devices", "needs at least one device (cpu, cuda:N or wgpu)");

@@ -176,7 +176,8 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     pb
 }
 
-/// Run (or resume) a fine-tune into `out_dir`: `result.json`, `checkpoint/`, `model.safetensors`.
+/// Run (or resume) a fine-tune into `out_dir`: `finetune.json` (the spec), `result.json`,
+/// `checkpoint/`, `model.safetensors`.
 pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneResult, TrainError> {
     let r = &spec.recipe;
     if r.clip_grad.is_some() {
@@ -189,7 +190,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
     let device = dev_spec.burn_device().map_err(TrainError::Setup)?;
     let ad = device.clone().autodiff();
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-    write_atomic(&out_dir.join("spec.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(io_err(out_dir))?;
+    write_atomic(&out_dir.join("finetune.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(io_err(out_dir))?;
 
     let data = load_data(spec)?;
     let classes = data.num_classes;

@@ -57,14 +57,27 @@ pub enum RunStatus {
     Failed,
 }
 
+/// JSON has no NaN: serde_json writes it as null; read null back as NaN (a value an external
+/// trial did not report).
+mod nan_null {
+    use serde::{Deserialize, Deserializer};
+    pub fn de<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
+    #[serde(deserialize_with = "nan_null::de")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "nan_null::de")]
     pub val_loss: f64,
     pub top1: f64,
+    #[serde(deserialize_with = "nan_null::de")]
     pub top5: f64,
     /// Learning rate (lr_scale 1) at the epoch's last step.
+    #[serde(deserialize_with = "nan_null::de")]
     pub lr: f64,
     pub images_per_s: f64,
     pub wall_s: f64,
@@ -78,6 +91,7 @@ pub struct FinetuneResult {
     pub status: RunStatus,
     /// Final-epoch top-1 / top-5 on the validation split (percent).
     pub top1: f64,
+    #[serde(deserialize_with = "nan_null::de")]
     pub top5: f64,
     pub best_top1: f64,
     pub epochs: Vec<EpochMetrics>,

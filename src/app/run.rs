@@ -1,0 +1,55 @@
+//! `maestro run`, `maestro status`, `maestro report`.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::orchestrate::run::{self, RunOptions};
+use crate::study::LoadedStudy;
+
+pub fn run_study(study: &Path, run_dir: Option<PathBuf>, report_dir: Option<PathBuf>, quiet: bool) -> Result<(), Error> {
+    let loaded = LoadedStudy::load(study)?;
+    let name = loaded.study.name.clone();
+    let opts = RunOptions {
+        run_dir: run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&name)),
+        report_dir: report_dir.unwrap_or_else(|| PathBuf::from("reports").join(&name)),
+        quiet,
+        heartbeat_s: 30,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Failed(e.to_string()))?;
+    let outcome = rt.block_on(run::run(&loaded, &opts)).map_err(Error::Usage)?;
+    println!("report: {}", opts.report_dir.display());
+    for f in &outcome.report {
+        println!("  {}", f.display());
+    }
+    if outcome.interrupted {
+        return Err(Error::Interrupted(format!("stopped; run `maestro run {}` again to resume", study.display())));
+    }
+    if !outcome.failed.is_empty() {
+        return Err(Error::Failed(format!(
+            "{} trial(s) failed after their retries: {} (logs under {}/trials/<id>/log.txt)",
+            outcome.failed.len(),
+            outcome.failed.join(", "),
+            opts.run_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+pub fn status(run_dir: &Path) -> Result<(), Error> {
+    print!("{}", crate::orchestrate::status::render(run_dir).map_err(Error::Usage)?);
+    Ok(())
+}
+
+pub fn report(run_dir: &Path, out: Option<PathBuf>) -> Result<(), Error> {
+    let out = match out {
+        Some(o) => o,
+        None => {
+            let v = crate::report::view(run_dir).map_err(Error::Usage)?;
+            PathBuf::from("reports").join(&v.study.study.name)
+        }
+    };
+    for f in crate::report::write(run_dir, &out).map_err(Error::Usage)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}

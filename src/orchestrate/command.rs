@@ -1,0 +1,85 @@
+//! External trials: a user's own training command (MAE's main_finetune.py or alike), run with
+//! the trial's values substituted, its JSON-lines log read back into a result.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::plan::{CommandTrial, TrialSpec, fmt_value};
+use crate::train::spec::{EpochMetrics, FinetuneResult, RunStatus};
+
+/// Replace `{llrd}`, `{blr}`, `{out}`, `{seed}`, `{data}`, `{epochs}`, `{batch_size}`.
+pub fn substitute(template: &str, spec: &TrialSpec, out: &Path, data: &str, seed: u64, epochs: f64, batch: usize) -> String {
+    template
+        .replace("{llrd}", &fmt_value(spec.llrd))
+        .replace("{blr}", &fmt_value(spec.blr))
+        .replace("{out}", &out.display().to_string())
+        .replace("{seed}", &seed.to_string())
+        .replace("{data}", data)
+        .replace("{epochs}", &fmt_value(epochs))
+        .replace("{batch_size}", &batch.to_string())
+}
+
+/// Values of `key` in a JSON-lines file (lines without it, or not JSON, are skipped).
+pub fn metric_values(path: &Path, key: &str) -> Result<Vec<f64>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get(key).and_then(|x| x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok()))))
+        .collect())
+}
+
+/// Run the command; always returns a result (failed ones say why).
+pub fn run(spec: &TrialSpec, cmd: &CommandTrial, out: &Path, data: &str, seed: u64, epochs: f64, batch: usize) -> FinetuneResult {
+    let started = std::time::Instant::now();
+    let line = substitute(&cmd.command, spec, out, data, seed, epochs, batch);
+    let metric_file = substitute(&cmd.metric_file, spec, out, data, seed, epochs, batch);
+    let mut result = FinetuneResult {
+        name: spec.id.clone(),
+        spec_hash: String::new(),
+        status: RunStatus::Failed,
+        top1: 0.0,
+        top5: 0.0,
+        best_top1: 0.0,
+        epochs: Vec::new(),
+        steps: 0,
+        wall_s: 0.0,
+        images_per_s: 0.0,
+        train_images: 0,
+        val_images: 0,
+        num_classes: 0,
+        diverged_at_step: None,
+        error: None,
+        unreadable_images: 0,
+    };
+    eprintln!("$ {line}");
+    let status = Command::new("sh").arg("-c").arg(&line).status();
+    result.wall_s = started.elapsed().as_secs_f64();
+    match status {
+        Err(e) => result.error = Some(format!("cannot run `sh -c`: {e}")),
+        Ok(s) if !s.success() => result.error = Some(format!("the command exited with {s}")),
+        Ok(_) => match metric_values(Path::new(&metric_file), &cmd.jsonl_key) {
+            Err(e) => result.error = Some(format!("no metric: {e}")),
+            Ok(v) if v.is_empty() => result.error = Some(format!("{metric_file}: no line has `{}`", cmd.jsonl_key)),
+            Ok(v) => {
+                let value = if cmd.mode == "last" { *v.last().unwrap() } else { v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) };
+                result.epochs = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| EpochMetrics { epoch: i + 1, train_loss: f64::NAN, val_loss: f64::NAN, top1: t, top5: f64::NAN, lr: f64::NAN, images_per_s: 0.0, wall_s: 0.0 })
+                    .collect();
+                if value.is_finite() {
+                    result.status = RunStatus::Completed;
+                    result.top1 = value;
+                    result.best_top1 = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let top5 = metric_values(Path::new(&metric_file), "test_acc5").unwrap_or_default();
+                    result.top5 = top5.last().copied().unwrap_or(f64::NAN);
+                } else {
+                    result.status = RunStatus::Diverged;
+                    result.error = Some(format!("the metric `{}` is not finite", cmd.jsonl_key));
+                }
+            }
+        },
+    }
+    result
+}

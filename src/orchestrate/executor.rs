@@ -1,0 +1,165 @@
+//! Where a trial's process runs. The scheduler sees only this seam: launch a trial, get its pid,
+//! wait for its outcome, cancel it. The local executor runs `maestro trial SPEC` as a child on
+//! this machine; a cluster executor submits the same command elsewhere.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::device::DeviceSpec;
+
+/// An execution slot: one trial at a time runs on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    /// Shown to the user and written to the journal: `cuda:1`, `cpu#0`.
+    pub name: String,
+    pub device: DeviceSpec,
+    /// CPU threads a trial on this slot may use.
+    pub threads: usize,
+}
+
+/// Slots from the study's device list.
+pub fn slots(devices: &[String]) -> Vec<Slot> {
+    let specs: Vec<DeviceSpec> = devices.iter().filter_map(|d| d.parse().ok()).collect();
+    let cpu_slots = specs.iter().filter(|d| **d == DeviceSpec::Cpu).count().max(1);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut cpu_no = 0;
+    specs
+        .into_iter()
+        .map(|device| {
+            let (name, threads) = match device {
+                DeviceSpec::Cpu => {
+                    cpu_no += 1;
+                    (format!("cpu#{}", cpu_no - 1), (cores / cpu_slots).max(1))
+                }
+                other => (other.to_string(), cores),
+            };
+            Slot { name, device, threads }
+        })
+        .collect()
+}
+
+pub struct Job {
+    pub trial: String,
+    pub spec: PathBuf,
+    pub log: PathBuf,
+    pub slot: Slot,
+    pub attempt: usize,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The process ended by itself: exit code, or the signal that killed it.
+    Exited { code: Option<i32>, signal: Option<i32> },
+    TimedOut(Duration),
+    /// Stopped because the runner was asked to stop.
+    Cancelled,
+}
+
+pub type OutcomeFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+pub struct Launched {
+    pub pid: u32,
+    pub wait: OutcomeFuture,
+}
+
+pub trait Executor: Send + Sync {
+    /// Start a job. `cancel` turns true when the runner stops.
+    fn launch(&self, job: Job, cancel: watch::Receiver<bool>) -> Result<Launched, String>;
+}
+
+/// Children of this machine, pinned to their device.
+pub struct LocalExecutor {
+    /// The maestro binary to run trials with.
+    pub program: PathBuf,
+    /// Time a stopping trial gets between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+impl LocalExecutor {
+    pub fn new() -> Result<Self, String> {
+        let program = std::env::current_exe().map_err(|e| format!("cannot find the maestro binary: {e}"))?;
+        Ok(LocalExecutor { program, grace: Duration::from_secs(10) })
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn launch(&self, job: Job, mut cancel: watch::Receiver<bool>) -> Result<Launched, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&job.log)
+            .map_err(|e| format!("{}: {e}", job.log.display()))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("trial").arg(&job.spec).arg("--quiet");
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+        cmd.env("MAESTRO_ATTEMPT", job.attempt.to_string());
+        cmd.env("RAYON_NUM_THREADS", job.slot.threads.to_string());
+        if let DeviceSpec::Cuda(i) = job.slot.device {
+            // The trial sees its card as cuda:0.
+            cmd.env("CUDA_VISIBLE_DEVICES", i.to_string());
+        }
+        // A trial must not outlive its runner: if the runner is killed, the kernel kills the
+        // trial too, and the next run re-runs (and resumes) it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", self.program.display()))?;
+        let pid = child.id().unwrap_or(0);
+        let grace = self.grace;
+        let timeout = job.timeout;
+        let wait = Box::pin(async move {
+            use std::os::unix::process::ExitStatusExt;
+            let limit = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let stop = |reason: Outcome| async move { reason };
+            let reason = tokio::select! {
+                status = child.wait() => {
+                    return match status {
+                        Ok(s) => Outcome::Exited { code: s.code(), signal: s.signal() },
+                        Err(_) => Outcome::Exited { code: None, signal: None },
+                    };
+                }
+                _ = limit => stop(Outcome::TimedOut(timeout.unwrap_or_default())).await,
+                _ = async {
+                    loop {
+                        if *cancel.borrow_and_update() {
+                            return;
+                        }
+                        if cancel.changed().await.is_err() {
+                            // No one can cancel any more: wait for the child alone.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                } => stop(Outcome::Cancelled).await,
+            };
+            signal(pid, libc::SIGTERM);
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+            let _ = child.wait().await;
+            reason
+        });
+        Ok(Launched { pid, wait })
+    }
+}

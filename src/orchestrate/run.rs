@@ -1,0 +1,276 @@
+//! `maestro run`: proxies -> search trials -> fit (-> refinement) -> full runs -> report, on a
+//! run folder that can be stopped and resumed at any point.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::executor::{self, Executor, LocalExecutor};
+use super::journal::{self, Event, Journal, TrialState};
+use super::lock::RunLock;
+use super::plan::{self, BASELINE_BLR, BASELINE_LLRD, PlanContext, Point, Role, TrialSpec};
+use super::scheduler::{self, Finished, SchedulerConfig};
+use crate::analysis::recommend;
+use crate::data::proxy;
+use crate::study::LoadedStudy;
+use crate::study::schema::TrialKind;
+
+pub struct RunOptions {
+    pub run_dir: PathBuf,
+    pub report_dir: PathBuf,
+    pub quiet: bool,
+    /// Seconds between heartbeats in the journal.
+    pub heartbeat_s: u64,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub failed: Vec<String>,
+    pub interrupted: bool,
+    pub report: Vec<PathBuf>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", path.display())
+}
+
+/// Write the trial's spec, or check that the one already there is the same trial.
+fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(), String> {
+    let dir = scheduler::trial_dir(run_dir, &spec.id);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let path = dir.join("spec.json");
+    let mut spec = spec.clone();
+    if let Some(f) = spec.finetune.as_mut() {
+        f.device = slot_device.to_string();
+    }
+    let text = serde_json::to_string_pretty(&spec).expect("spec serialises");
+    if let Ok(old) = std::fs::read_to_string(&path) {
+        if old == text {
+            return Ok(());
+        }
+        // Only the device may differ between runs (another machine, other cards).
+        let strip = |t: &str| serde_json::from_str::<TrialSpec>(t).ok().map(|mut s| {
+            if let Some(f) = s.finetune.as_mut() {
+                f.device.clear();
+            }
+            s
+        });
+        if strip(&old) != strip(&text) {
+            return Err(format!(
+                "{}: this run folder holds a different trial under the same id; the study changed since the run started. Use a new run folder (--run-dir) or delete this one",
+                path.display()
+            ));
+        }
+    }
+    crate::train::spec::write_atomic(&path, text.as_bytes()).map_err(io(&path))
+}
+
+struct Runner {
+    run_dir: PathBuf,
+    journal: Journal,
+    executor: Box<dyn Executor>,
+    cfg: SchedulerConfig,
+    stop: watch::Receiver<bool>,
+    failed: Vec<String>,
+    interrupted: bool,
+}
+
+impl Runner {
+    /// Run the trials that are not done yet; returns false when stopped.
+    async fn run(&mut self, trials: Vec<TrialSpec>) -> Result<bool, String> {
+        let journal_path = self.journal.path().to_path_buf();
+        let states = journal::replay(&journal::read(&journal_path)?);
+        let device = match self.cfg.slots.first().map(|s| s.device) {
+            Some(crate::device::DeviceSpec::Cuda(_)) => "cuda:0".to_string(),
+            Some(d) => d.to_string(),
+            None => "cpu".into(),
+        };
+        let mut pending = Vec::new();
+        let mut failures = BTreeMap::new();
+        for t in trials {
+            write_spec(&self.run_dir, &t, &device)?;
+            match states.get(&t.id) {
+                None => {
+                    self.journal
+                        .append(Event::Queued {
+                            trial: t.id.clone(),
+                            role: t.role,
+                            proxy: t.proxy.clone(),
+                            setup: t.setup.clone(),
+                            llrd: t.llrd,
+                            blr: t.blr,
+                            repeat: t.repeat,
+                        })
+                        .map_err(io(&journal_path))?;
+                    pending.push(t);
+                }
+                Some(s) if s.state.is_final() => {}
+                Some(s) if s.state == TrialState::Failed && s.failures > self.cfg.max_retries => {
+                    self.failed.push(t.id.clone());
+                }
+                Some(s) => {
+                    if s.state == TrialState::Running {
+                        // Its runner is gone (we hold the lock): the trial died with it.
+                        self.journal.append(Event::Stale { trial: t.id.clone(), attempt: s.attempts }).map_err(io(&journal_path))?;
+                    }
+                    failures.insert(t.id.clone(), s.failures);
+                    pending.push(t);
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        let done = scheduler::run_trials(pending, failures, &self.run_dir, &mut self.journal, self.executor.as_ref(), &self.cfg, self.stop.clone())
+            .await
+            .map_err(io(&journal_path))?;
+        for (id, f) in &done {
+            match f {
+                Finished::Failed(_) => self.failed.push(id.clone()),
+                Finished::Interrupted => self.interrupted = true,
+                _ => {}
+            }
+        }
+        Ok(!self.interrupted)
+    }
+}
+
+/// The setup's checkpoint; `pretrain:` stages are run by `maestro pretrain` (not in studies yet).
+fn setup_checkpoints(loaded: &LoadedStudy) -> Result<BTreeMap<String, Option<PathBuf>>, String> {
+    let mut out = BTreeMap::new();
+    for s in &loaded.study.pretrain_setups {
+        if s.pretrain.is_some() {
+            return Err(format!(
+                "{}: pre-training setup `{}` has a `pretrain:` block; pre-training stages inside studies are not available yet: pre-train separately and give `checkpoint:` instead",
+                loaded.file.display(),
+                s.name
+            ));
+        }
+        let ck = s.checkpoint.as_ref().map(|c| if c.is_relative() { loaded.dir().join(c) } else { c.clone() });
+        out.insert(s.name.clone(), ck);
+    }
+    Ok(out)
+}
+
+pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, String> {
+    let s = &loaded.study;
+    let catalog = loaded.scan().map_err(|e| e.to_string())?;
+    let checkpoints = setup_checkpoints(loaded)?;
+    std::fs::create_dir_all(&opts.run_dir).map_err(io(&opts.run_dir))?;
+    let _lock = RunLock::acquire(&opts.run_dir)?;
+
+    // The study as run; a resumed run must be of the same study.
+    let text = std::fs::read_to_string(&loaded.file).map_err(io(&loaded.file))?;
+    let copy = opts.run_dir.join("study.yaml");
+    let base = opts.run_dir.join("study.base");
+    std::fs::write(&base, loaded.dir().display().to_string()).map_err(io(&base))?;
+    match std::fs::read_to_string(&copy) {
+        Ok(old) if old != text => {
+            let old_study = LoadedStudy::from_text_in(&copy, &old, &loaded.dir()).map_err(|e| e.to_string())?;
+            if old_study.study.name != s.name {
+                return Err(format!("{} holds a run of study `{}`, not `{}`", opts.run_dir.display(), old_study.study.name, s.name));
+            }
+            // The same study edited: trial specs decide below whether anything conflicts.
+            std::fs::write(&copy, &text).map_err(io(&copy))?;
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::write(&copy, &text).map_err(io(&copy))?,
+    }
+
+    // Proxies, drawn into the run folder (identical to `maestro proxy build`).
+    let proxy_dir = opts.run_dir.join("proxies");
+    for (name, rule, seed) in loaded.proxy_rules() {
+        let m = proxy::build(&name, &loaded.source(), &catalog, rule, seed).map_err(|e| e.to_string())?;
+        let path = plan::manifest_path(&proxy_dir, &name);
+        if crate::data::manifest::Manifest::read(&path).map(|old| old.content_hash != m.content_hash).unwrap_or(false) {
+            return Err(format!("{}: the dataset or the proxy's rule changed since this run started; use a new run folder", path.display()));
+        }
+        m.write(&path).map_err(|e| e.to_string())?;
+        if let TrialKind::Command { .. } = s.trial {
+            let tree = proxy_dir.join(&name);
+            if !tree.exists() {
+                crate::data::materialize::materialize(&m, &tree).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+
+    let journal_path = opts.run_dir.join("journal.jsonl");
+    let mut journal = Journal::open(&journal_path).map_err(io(&journal_path))?;
+    journal.append(Event::RunnerStarted { pid: std::process::id() }).map_err(io(&journal_path))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+            // A second Ctrl-C ends maestro at once; the journal is already consistent.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let cfg = SchedulerConfig {
+        slots: executor::slots(&s.execution.devices),
+        max_retries: s.execution.max_retries,
+        timeout: s.execution.trial_timeout_s.map(Duration::from_secs_f64),
+        heartbeat: Duration::from_secs(opts.heartbeat_s.max(1)),
+        quiet: opts.quiet,
+    };
+    let mut runner = Runner {
+        run_dir: opts.run_dir.clone(),
+        journal,
+        executor: Box::new(LocalExecutor::new()?),
+        cfg,
+        stop: stop_rx,
+        failed: Vec::new(),
+        interrupted: false,
+    };
+    let ctx = PlanContext { proxy_dir: &proxy_dir, setup_checkpoint: &|name: &str| checkpoints.get(name).cloned().flatten() };
+
+    // 1. The search grid.
+    let mut grid = s.search.llrd.clone();
+    let mut ok = runner.run(plan::search_trials(loaded, &ctx, &grid)).await?;
+
+    // 2. One refinement round where a fit sits at an edge or is too uncertain.
+    if ok && s.search.refine {
+        let v = crate::report::view(&opts.run_dir)?;
+        let mut extra: Vec<f64> = v.curves.iter().flat_map(|c| crate::analysis::fit::refinement(&c.fit)).collect();
+        extra.sort_by(f64::total_cmp);
+        extra.dedup();
+        extra.retain(|x| !grid.contains(x));
+        if !extra.is_empty() {
+            if !opts.quiet {
+                eprintln!("refining: adding LLRD {extra:?}");
+            }
+            grid.extend(&extra);
+            ok = runner.run(plan::search_trials(loaded, &ctx, &extra)).await?;
+        }
+    }
+
+    // 3. Transfer: the recommendation (and MAE's default recipe) on the full dataset.
+    if ok && (s.transfer.full_run || s.transfer.baseline) {
+        let v = crate::report::view(&opts.run_dir)?;
+        let recs = recommend::recommend(&v.curves);
+        let mut full = Vec::new();
+        for rec in &recs {
+            let mut points = Vec::new();
+            if s.transfer.full_run {
+                points.push(Point { proxy: None, setup: rec.setup.clone(), llrd: rec.llrd, blr: rec.blr, repeat: 0, role: Role::Full });
+            }
+            if s.transfer.baseline {
+                points.push(Point { proxy: None, setup: rec.setup.clone(), llrd: BASELINE_LLRD, blr: BASELINE_BLR, repeat: 0, role: Role::Baseline });
+            }
+            full.extend(points.iter().map(|p| plan::make_trial(loaded, &ctx, p)));
+        }
+        runner.run(full).await?;
+    }
+
+    let stopped = if runner.interrupted { "interrupted" } else { "finished" };
+    let _ = runner.journal.append(Event::RunnerStopped { reason: stopped.into() });
+    let report = crate::report::write(&opts.run_dir, &opts.report_dir)?;
+    let mut failed = runner.failed.clone();
+    failed.sort();
+    failed.dedup();
+    Ok(RunOutcome { failed, interrupted: runner.interrupted, report })
+}

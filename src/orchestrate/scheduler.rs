@@ -1,0 +1,216 @@
+//! Runs a set of trials on the execution slots: a slot refills as soon as its trial ends, a
+//! failed trial is retried with the same parameters up to `max_retries`, every state change
+//! goes to the journal before anything else happens, and a stop request ends the children and
+//! leaves the journal saying which trials were interrupted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::executor::{Executor, Job, Outcome, Slot};
+use super::journal::{Event, Journal};
+use super::plan::TrialSpec;
+use crate::train::spec::{FinetuneResult, RunStatus};
+
+pub struct SchedulerConfig {
+    pub slots: Vec<Slot>,
+    pub max_retries: usize,
+    pub timeout: Option<Duration>,
+    pub heartbeat: Duration,
+    pub quiet: bool,
+}
+
+/// How a trial ended for this scheduling round.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finished {
+    Completed(f64),
+    Diverged,
+    /// Gave up after the last retry.
+    Failed(String),
+    /// Not finished because the runner stopped.
+    Interrupted,
+}
+
+/// The trial folder of a run: `trials/<id>/` with spec.json, log.txt, result.json.
+pub fn trial_dir(run_dir: &Path, id: &str) -> std::path::PathBuf {
+    run_dir.join("trials").join(id)
+}
+
+fn read_result(dir: &Path) -> Option<FinetuneResult> {
+    let text = std::fs::read_to_string(dir.join("result.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (_, Some(9)) => "killed (SIGKILL)".into(),
+        (_, Some(s)) => format!("killed by signal {s}"),
+        (Some(c), _) => format!("exited with code {c}"),
+        _ => "ended without an exit status".into(),
+    }
+}
+
+/// Run `trials` (each `failures[id]` times failed before). Returns how each ended.
+pub async fn run_trials(
+    trials: Vec<TrialSpec>,
+    failures: BTreeMap<String, usize>,
+    run_dir: &Path,
+    journal: &mut Journal,
+    executor: &dyn Executor,
+    cfg: &SchedulerConfig,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<BTreeMap<String, Finished>> {
+    let mut failures = failures;
+    let mut attempts: BTreeMap<String, usize> = BTreeMap::new();
+    let by_id: BTreeMap<String, TrialSpec> = trials.iter().map(|t| (t.id.clone(), t.clone())).collect();
+    let mut queue: VecDeque<String> = trials.iter().map(|t| t.id.clone()).collect();
+    let mut free: Vec<Slot> = cfg.slots.iter().rev().cloned().collect();
+    let mut running: JoinSet<(String, Slot, Outcome)> = JoinSet::new();
+    let mut pids: BTreeMap<String, u32> = BTreeMap::new();
+    let mut done: BTreeMap<String, Finished> = BTreeMap::new();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let total = trials.len();
+    let started = Instant::now();
+    let mut best: Option<(f64, String)> = None;
+
+    let pb = if cfg.quiet || total == 0 { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
+    pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} trials {msg} [{elapsed_precise}, ETA {eta}]").expect("template"));
+    let mut stopping = false;
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+    heartbeat.tick().await;
+
+    loop {
+        // Fill every free slot.
+        while !stopping && !free.is_empty() && !queue.is_empty() {
+            let id = queue.pop_front().expect("non-empty");
+            let slot = free.pop().expect("non-empty");
+            let dir = trial_dir(run_dir, &id);
+            let attempt = failures.get(&id).copied().unwrap_or(0) + 1 + attempts.get(&id).copied().unwrap_or(0);
+            *attempts.entry(id.clone()).or_default() += 0;
+            let job = Job {
+                trial: id.clone(),
+                spec: dir.join("spec.json"),
+                log: dir.join("log.txt"),
+                slot: slot.clone(),
+                attempt,
+                timeout: cfg.timeout,
+            };
+            match executor.launch(job, cancel_rx.clone()) {
+                Ok(launched) => {
+                    journal.append(Event::Running { trial: id.clone(), attempt, pid: launched.pid, slot: slot.name.clone() })?;
+                    pids.insert(id.clone(), launched.pid);
+                    let wait = launched.wait;
+                    running.spawn(async move { (id, slot, wait.await) });
+                }
+                Err(reason) => {
+                    journal.append(Event::Failed { trial: id.clone(), attempt, reason: reason.clone() })?;
+                    done.insert(id, Finished::Failed(reason));
+                    free.push(slot);
+                }
+            }
+        }
+        let n_failed = done.values().filter(|f| matches!(f, Finished::Failed(_))).count();
+        pb.set_position(done.len() as u64);
+        pb.set_message(format!(
+            "{} running, {} failed{}",
+            running.len(),
+            n_failed,
+            best.as_ref().map(|(v, id)| format!(", best {v:.2}% ({id})")).unwrap_or_default()
+        ));
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                let Some(Ok((id, slot, outcome))) = joined else { continue };
+                free.push(slot);
+                pids.remove(&id);
+                let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
+                let dir = trial_dir(run_dir, &id);
+                let finished = match outcome {
+                    Outcome::Cancelled => {
+                        journal.append(Event::Interrupted { trial: id.clone(), attempt })?;
+                        Finished::Interrupted
+                    }
+                    Outcome::Exited { code, signal } => match read_result(&dir) {
+                        Some(r) if r.status == RunStatus::Completed => {
+                            journal.append(Event::Completed { trial: id.clone(), attempt, top1: r.top1, top5: r.top5 })?;
+                            if best.as_ref().is_none_or(|(b, _)| r.top1 > *b) {
+                                best = Some((r.top1, id.clone()));
+                            }
+                            Finished::Completed(r.top1)
+                        }
+                        Some(r) if r.status == RunStatus::Diverged => {
+                            journal.append(Event::Diverged { trial: id.clone(), attempt, step: r.diverged_at_step })?;
+                            Finished::Diverged
+                        }
+                        other => {
+                            let reason = match other {
+                                Some(r) => r.error.unwrap_or_else(|| "failed".into()),
+                                None => format!("{}; no result (see {})", describe_exit(code, signal), dir.join("log.txt").display()),
+                            };
+                            retry_or_fail(journal, &mut failures, &mut queue, &id, attempt, reason, cfg.max_retries)?
+                        }
+                    },
+                    Outcome::TimedOut(t) => {
+                        let reason = format!("timed out after {:.0} s", t.as_secs_f64());
+                        retry_or_fail(journal, &mut failures, &mut queue, &id, attempt, reason, cfg.max_retries)?
+                    }
+                };
+                if !matches!(finished, Finished::Interrupted) || stopping {
+                    let line = match &finished {
+                        Finished::Completed(t) => format!("done    {id}: top-1 {t:.2}%"),
+                        Finished::Diverged => format!("diverged {id}"),
+                        Finished::Failed(r) => format!("FAILED  {id}: {r}"),
+                        Finished::Interrupted => format!("stopped {id}"),
+                    };
+                    pb.suspend(|| if !cfg.quiet { eprintln!("{line}") });
+                }
+                if !queue.contains(&id) {
+                    done.insert(id, finished);
+                }
+            }
+            _ = heartbeat.tick() => {
+                for id in pids.keys() {
+                    let attempt = failures.get(id).copied().unwrap_or(0) + 1;
+                    journal.append(Event::Heartbeat { trial: id.clone(), attempt })?;
+                }
+            }
+            changed = stop.changed(), if !stopping => {
+                if changed.is_ok() && *stop.borrow() {
+                    stopping = true;
+                    pb.suspend(|| eprintln!("stopping: ending {} running trial(s); they will resume on the next run", running.len()));
+                    let _ = cancel_tx.send(true);
+                }
+            }
+        }
+    }
+    pb.finish_and_clear();
+    let _ = started;
+    let _ = by_id;
+    Ok(done)
+}
+
+fn retry_or_fail(
+    journal: &mut Journal,
+    failures: &mut BTreeMap<String, usize>,
+    queue: &mut VecDeque<String>,
+    id: &str,
+    attempt: usize,
+    reason: String,
+    max_retries: usize,
+) -> std::io::Result<Finished> {
+    journal.append(Event::Failed { trial: id.to_string(), attempt, reason: reason.clone() })?;
+    let n = failures.entry(id.to_string()).or_default();
+    *n += 1;
+    if *n <= max_retries {
+        queue.push_back(id.to_string());
+        Ok(Finished::Failed(format!("{reason} (retrying, attempt {} of {})", *n + 1, max_retries + 1)))
+    } else {
+        Ok(Finished::Failed(format!("{reason} (gave up after {} attempts)", *n)))
+    }
+}

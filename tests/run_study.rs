@@ -1,0 +1,184 @@
+//! `maestro run` end to end on tiny generated data: the report, resuming after kill -9 of the
+//! runner, a killed trial retried, a diverged trial recorded, a second runner refused, and
+//! external command trials.
+
+mod util;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+fn study(dir: &Dir, name: &str, extra: &str) {
+    if !dir.join("data").exists() {
+        image_tree(&dir.join("data"), 4, 16, 6);
+    }
+    dir.write(
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {name}\ndataset: {{ kind: imagefolder, root: data }}\n\
+             proxies:\n  - {{ name: half, fraction: 0.5 }}\n  - {{ name: two, classes: 2 }}\n\
+             model: {{ image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2 }}\n\
+             finetune: {{ epochs: 2, warmup_epochs: 1, batch_size: 8, eval_crop_pct: 1.0 }}\n\
+             search: {{ llrd: [0.4, 0.6, 0.8, 1.0] }}\n\
+             transfer: {{ full_run: true, baseline: true }}\n\
+             execution: {{ devices: [cpu, cpu], max_retries: 2 }}\n{extra}"
+        ),
+    );
+}
+
+fn journal(dir: &Dir, run: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(run).join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn events<'a>(j: &'a [serde_json::Value], event: &str) -> Vec<&'a serde_json::Value> {
+    j.iter().filter(|e| e["event"] == event).collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn start(dir: &Dir, args: &[&str]) -> Child {
+    let mut c = dir.maestro();
+    c.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    c.spawn().unwrap()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn runs_a_study_to_its_report() {
+    let dir = Dir::new();
+    study(&dir, "s", "");
+    let mut c = dir.maestro();
+    c.args(["run", "s.yaml", "--quiet"]);
+    run(c).success().stdout_has("reports/s");
+    for f in ["llrd_curve.png", "llrd_curve.svg", "results.csv", "results.parquet", "recipe-scratch.yaml", "summary.md"] {
+        assert!(dir.join("reports/s").join(f).is_file(), "{f} missing");
+    }
+    let csv = read(&dir.join("reports/s/results.csv"));
+    assert_eq!(csv.lines().count(), 1 + 8 + 2, "{csv}");
+    assert_eq!(csv.matches(",completed,").count(), 10, "{csv}");
+    let recipe = read(&dir.join("reports/s/recipe-scratch.yaml"));
+    for key in ["layer_decay:", "interval_95:", "near_optimal:", "full_run:", "baseline:", "pytorch_command:", "main_finetune.py"] {
+        assert!(recipe.contains(key), "recipe lacks {key}:\n{recipe}");
+    }
+    let j = journal(&dir, "runs/s");
+    assert_eq!(events(&j, "completed").len(), 10);
+    assert_eq!(events(&j, "running").len(), 10, "each trial ran once");
+    // The report can be made again from the run folder alone.
+    let mut c = dir.maestro();
+    c.args(["report", "runs/s", "--out", "again"]);
+    run(c).success();
+    assert_eq!(read(&dir.join("again/results.csv")), csv);
+    let mut c = dir.maestro();
+    c.args(["status", "runs/s"]);
+    run(c).success().stdout_has("10/10 done");
+}
+
+#[test]
+fn a_killed_runner_resumes_without_rerunning_completed_trials_and_ends_the_same() {
+    let dir = Dir::new();
+    study(&dir, "k", "");
+    let mut c = dir.maestro();
+    c.args(["run", "k.yaml", "--quiet", "--run-dir", "straight", "--report-dir", "rep-straight"]);
+    run(c).success();
+
+    let mut child = start(&dir, &["run", "k.yaml", "--quiet", "--run-dir", "killed", "--report-dir", "rep-killed"]);
+    wait_for("two completed trials", Duration::from_secs(300), || events(&journal(&dir, "killed"), "completed").len() >= 2);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let before: Vec<String> = events(&journal(&dir, "killed"), "completed").iter().map(|e| e["trial"].as_str().unwrap().to_string()).collect();
+    assert!(before.len() < 10, "the run finished before it was killed");
+
+    let mut c = dir.maestro();
+    c.args(["run", "k.yaml", "--quiet", "--run-dir", "killed", "--report-dir", "rep-killed"]);
+    run(c).success();
+    let j = journal(&dir, "killed");
+    for id in &before {
+        let runs = j.iter().filter(|e| e["event"] == "running" && e["trial"] == id.as_str()).count();
+        assert_eq!(runs, 1, "{id} completed before the kill and must not run again");
+    }
+    assert_eq!(read(&dir.join("rep-killed/results.csv")).replace(",2\n", ",1\n"), read(&dir.join("rep-straight/results.csv")).replace(",2\n", ",1\n"));
+    let strip = |t: String| t.lines().filter(|l| !l.contains("attempts")).collect::<Vec<_>>().join("\n");
+    assert_eq!(strip(read(&dir.join("rep-killed/recipe-scratch.yaml"))), strip(read(&dir.join("rep-straight/recipe-scratch.yaml"))));
+}
+
+#[test]
+fn a_killed_trial_is_retried_and_a_second_runner_is_refused() {
+    let dir = Dir::new();
+    study(&dir, "t", "");
+    let mut child = start(&dir, &["run", "t.yaml", "--quiet"]);
+    wait_for("a running trial", Duration::from_secs(120), || !events(&journal(&dir, "runs/t"), "running").is_empty());
+
+    // A second runner on the same folder is refused while the first lives.
+    let mut c = dir.maestro();
+    c.args(["run", "t.yaml", "--quiet"]);
+    run(c).code_is(2).stderr_has("already being run by another maestro");
+
+    let j = journal(&dir, "runs/t");
+    let first = events(&j, "running")[0].clone();
+    let (id, pid) = (first["trial"].as_str().unwrap().to_string(), first["pid"].as_u64().unwrap());
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the run should recover from a killed trial");
+    let j = journal(&dir, "runs/t");
+    let mine: Vec<&str> = j.iter().filter(|e| e["trial"] == id.as_str()).map(|e| e["event"].as_str().unwrap()).collect();
+    assert!(mine.contains(&"failed") && mine.last() == Some(&"completed"), "{id}: {mine:?}");
+}
+
+#[test]
+fn a_diverged_trial_is_recorded_and_the_fit_goes_on() {
+    let dir = Dir::new();
+    study(&dir, "d", "search_blr: true\n");
+    // A second learning rate so large that its trials diverge.
+    let text = read(&dir.join("d.yaml")).replace("search: { llrd: [0.4, 0.6, 0.8, 1.0] }", "search: { llrd: [0.4, 0.6, 0.8, 1.0], blr: [1.0e-3, 1.0e+12] }").replace("search_blr: true\n", "finetune: { epochs: 2, warmup_epochs: 0, batch_size: 8, eval_crop_pct: 1.0 }\n");
+    let text = text.replacen("finetune: { epochs: 2, warmup_epochs: 1, batch_size: 8, eval_crop_pct: 1.0 }\n", "", 1);
+    dir.write("d.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "d.yaml", "--quiet"]);
+    run(c).success();
+    let csv = read(&dir.join("reports/d/results.csv"));
+    assert!(csv.matches(",diverged,").count() >= 4, "{csv}");
+    let recipe = read(&dir.join("reports/d/recipe-scratch.yaml"));
+    assert!(recipe.contains("blr: 0.001"), "{recipe}");
+    assert!(dir.join("reports/d/lr_llrd.png").is_file());
+}
+
+#[test]
+fn external_command_trials_are_scheduled_fitted_and_reported() {
+    let dir = Dir::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_main_finetune.py");
+    study(
+        &dir,
+        "e",
+        &format!(
+            "trial:\n  kind: command\n  command: \"python3 {} --layer_decay {{llrd}} --blr {{blr}} --epochs 3 --data_path {{data}} --output_dir {{out}}/mae\"\n  metric: {{ file: \"{{out}}/mae/log.txt\", jsonl_key: test_acc1, mode: max }}\n",
+            script.display()
+        ),
+    );
+    let text = read(&dir.join("e.yaml")).replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false }").replace("[0.4, 0.6, 0.8, 1.0]", "[0.6, 0.7, 0.75, 0.8, 0.85, 0.9]");
+    dir.write("e.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "e.yaml", "--quiet"]);
+    run(c).success();
+    let recipe = read(&dir.join("reports/e/recipe-scratch.yaml"));
+    // The fake script peaks at 0.8 exactly.
+    let line = recipe.lines().find(|l| l.trim_start().starts_with("layer_decay:")).unwrap();
+    let v: f64 = line.split(':').nth(1).unwrap().trim().parse().unwrap();
+    assert!((v - 0.8).abs() < 0.01, "{recipe}");
+    assert_eq!(events(&journal(&dir, "runs/e"), "completed").len(), 12);
+}
