@@ -182,3 +182,71 @@ fn external_command_trials_are_scheduled_fitted_and_reported() {
     assert!((v - 0.8).abs() < 0.01, "{recipe}");
     assert_eq!(events(&journal(&dir, "runs/e"), "completed").len(), 12);
 }
+
+/// A study of command trials whose fake training peaks at LLRD 0.8.
+fn command_study(dir: &Dir, name: &str, grid: &str, extra: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_main_finetune.py");
+    study(
+        dir,
+        name,
+        &format!(
+            "trial:\n  kind: command\n  command: \"python3 {} --layer_decay {{llrd}} --blr {{blr}} --epochs 3 --output_dir {{out}}/mae\"\n  metric: {{ file: \"{{out}}/mae/log.txt\", jsonl_key: test_acc1, mode: max }}\n{extra}",
+            script.display()
+        ),
+    );
+    let text = read(&dir.join(&format!("{name}.yaml")))
+        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false }")
+        .replace("search: { llrd: [0.4, 0.6, 0.8, 1.0] }", &format!("search: {{ llrd: {grid}, refine: true }}"));
+    dir.write(&format!("{name}.yaml"), &text);
+}
+
+#[test]
+fn refine_extends_a_grid_whose_optimum_is_at_the_edge() {
+    let dir = Dir::new();
+    command_study(&dir, "r", "[0.5, 0.6, 0.7]", "");
+    let mut c = dir.maestro();
+    c.args(["run", "r.yaml", "--quiet"]);
+    run(c).success();
+    let csv = read(&dir.join("reports/r/results.csv"));
+    assert!(csv.contains(",0.8,") && csv.contains(",0.9,"), "the grid was not extended:\n{csv}");
+    let recipe = read(&dir.join("reports/r/recipe-scratch.yaml"));
+    let line = recipe.lines().find(|l| l.trim_start().starts_with("layer_decay:")).unwrap();
+    let v: f64 = line.split(':').nth(1).unwrap().trim().parse().unwrap();
+    assert!((v - 0.8).abs() < 0.02, "{recipe}");
+}
+
+#[test]
+fn several_setups_get_a_recipe_each_and_the_optimum_figure() {
+    let dir = Dir::new();
+    dir.write("a.pth", "");
+    dir.write("b.pth", "");
+    command_study(&dir, "p", "[0.6, 0.7, 0.8, 0.9]", "pretrain_setups:\n  - { name: ep100, checkpoint: a.pth }\n  - { name: ep200, checkpoint: b.pth }\n");
+    let text = read(&dir.join("p.yaml")).replace("refine: true", "refine: false");
+    dir.write("p.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "p.yaml", "--quiet"]);
+    run(c).success();
+    for f in ["recipe-ep100.yaml", "recipe-ep200.yaml", "optimum_vs_pretrain.png"] {
+        assert!(dir.join("reports/p").join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
+    let dir = Dir::new();
+    study(&dir, "c", "");
+    let mut child = start(&dir, &["run", "c.yaml", "--quiet"]);
+    wait_for("a running trial", Duration::from_secs(120), || !events(&journal(&dir, "runs/c"), "running").is_empty());
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
+    let j = journal(&dir, "runs/c");
+    assert!(!events(&j, "interrupted").is_empty() || events(&j, "completed").len() == 10, "running trials are marked interrupted");
+    assert!(!dir.join("runs/c/runner.lock").exists(), "the lock is released");
+    let mut c = dir.maestro();
+    c.args(["run", "c.yaml", "--quiet"]);
+    run(c).success();
+    assert_eq!(events(&journal(&dir, "runs/c"), "completed").len(), 10);
+}

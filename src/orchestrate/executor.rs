@@ -117,6 +117,9 @@ impl Executor for LocalExecutor {
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // Its own process group: a Ctrl-C at the terminal reaches the runner only,
+                // which then stops its trials in order.
+                libc::setpgid(0, 0);
                 Ok(())
             });
         }

@@ -132,7 +132,8 @@ pub async fn run_trials(
                 let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
                 let dir = trial_dir(run_dir, &id);
                 let finished = match outcome {
-                    Outcome::Cancelled => {
+                    // Stopped by us, or killed by a signal while we were stopping.
+                    ref o if matches!(o, Outcome::Cancelled) || (stopping && matches!(o, Outcome::Exited { signal: Some(_), .. })) => {
                         journal.append(Event::Interrupted { trial: id.clone(), attempt })?;
                         Finished::Interrupted
                     }
@@ -156,6 +157,7 @@ pub async fn run_trials(
                             retry_or_fail(journal, &mut failures, &mut queue, &id, attempt, reason, cfg.max_retries)?
                         }
                     },
+                    Outcome::Cancelled => unreachable!("handled by the first arm"),
                     Outcome::TimedOut(t) => {
                         let reason = format!("timed out after {:.0} s", t.as_secs_f64());
                         retry_or_fail(journal, &mut failures, &mut queue, &id, attempt, reason, cfg.max_retries)?
