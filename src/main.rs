@@ -58,6 +58,8 @@ enum Command {
     Doctor,
     /// Fine-tune a ViT with MAE's recipe (LLRD, schedule, augmentation) on a dataset or proxy.
     Finetune(FinetuneArgs),
+    /// MAE pre-training with the light recipe (90% masking, a 1-block decoder) or MAE's.
+    Pretrain(PretrainArgs),
     /// Run one trial from its spec (JSON), into the spec's folder.
     Trial {
         spec: PathBuf,
@@ -115,6 +117,61 @@ struct FinetuneArgs {
     #[arg(long)]
     out: PathBuf,
     /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct PretrainArgs {
+    /// Take dataset and model from this study.
+    #[arg(long)]
+    study: Option<PathBuf>,
+    /// Without --study: `fashion-mnist` or an ImageFolder root.
+    #[arg(long, conflicts_with = "study")]
+    dataset: Option<String>,
+    /// Without --study: a model preset (default vit_base_patch16).
+    #[arg(long, conflicts_with = "study")]
+    model: Option<String>,
+    /// Use this pre-training setup's `pretrain:` block from the study.
+    #[arg(long, requires = "study", conflicts_with = "preset")]
+    setup: Option<String>,
+    /// `efficient` (the paper's: 100 epochs, mask 0.9, 1-block decoder, batch 1024; the default)
+    /// or `mae` (1600 epochs, mask 0.75, 8-block decoder, batch 4096).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Pre-train on this proxy's training images instead of the whole training split.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Warmup epochs.
+    #[arg(long)]
+    warmup: Option<f64>,
+    #[arg(long)]
+    mask_ratio: Option<f64>,
+    #[arg(long)]
+    decoder_depth: Option<usize>,
+    #[arg(long)]
+    decoder_dim: Option<usize>,
+    #[arg(long)]
+    decoder_heads: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate: lr = blr x batch / 256.
+    #[arg(long)]
+    blr: Option<f64>,
+    /// Override a study field, e.g. --set model.patch_size=7.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Output folder: mae.safetensors (official key names), checkpoint/ (resumable), result.json.
+    #[arg(long)]
+    out: PathBuf,
     #[arg(long)]
     quiet: bool,
 }
@@ -264,6 +321,28 @@ fn run(cli: Cli) -> Result<(), Error> {
             llrd: a.llrd,
             blr: a.blr,
             checkpoint: a.checkpoint,
+            sets: a.sets,
+            device: a.device,
+            seed: a.seed,
+            max_steps: a.max_steps,
+            out: a.out,
+            quiet: a.quiet,
+        }),
+        Command::Pretrain(a) => app::pretrain::pretrain(&app::pretrain::PretrainRequest {
+            study: a.study,
+            dataset: a.dataset,
+            model: a.model,
+            setup: a.setup,
+            preset: a.preset,
+            manifest: a.manifest,
+            epochs: a.epochs,
+            warmup: a.warmup,
+            mask_ratio: a.mask_ratio,
+            decoder_depth: a.decoder_depth,
+            decoder_dim: a.decoder_dim,
+            decoder_heads: a.decoder_heads,
+            batch_size: a.batch_size,
+            blr: a.blr,
             sets: a.sets,
             device: a.device,
             seed: a.seed,

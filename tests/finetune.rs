@@ -123,3 +123,13 @@ fn trains_from_a_proxy_manifest() {
     let r = result(&dir, "proxy");
     assert_eq!((r["train_images"].as_u64(), r["num_classes"].as_u64()), (Some(48), Some(2)));
 }
+
+#[test]
+fn gradient_accumulation_steps_once_per_accum_micro_batches() {
+    let dir = Dir::new();
+    tiny_study(&dir, 1);
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.accum_iter=3", "--out", "acc", "--quiet"]);
+    // 96 images / batch 8 = 12 micro-batches = 4 optimizer steps.
+    run(c).success().stdout_has("Completed after 4 steps");
+}

@@ -60,25 +60,30 @@ pub fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
     serde_yaml::to_string(&doc).map_err(|e| Error::Usage(e.to_string()))
 }
 
-pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
-    let (file, text) = match &r.study {
+/// A study from `--study` (with `--set` overrides), or one made from `--dataset` and `--model`.
+pub fn study_for_cli(study: &Option<PathBuf>, dataset: &Option<String>, model: &Option<String>, sets: &[String]) -> Result<LoadedStudy, Error> {
+    let (file, text) = match study {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
             (path.clone(), text)
         }
         None => {
-            let dataset = r.dataset.as_deref().ok_or_else(|| Error::Usage("give --study STUDY.yaml, or --dataset and --model".into()))?;
+            let dataset = dataset.as_deref().ok_or_else(|| Error::Usage("give --study STUDY.yaml, or --dataset and --model".into()))?;
             let ds = if dataset == "fashion-mnist" {
                 "{ kind: fashion-mnist }".to_string()
             } else {
                 format!("{{ kind: imagefolder, root: {} }}", serde_json::to_string(dataset).unwrap())
             };
-            let model = r.model.as_deref().unwrap_or("vit_base_patch16");
+            let model = model.as_deref().unwrap_or("vit_base_patch16");
             (PathBuf::from("<command line>"), format!("name: finetune\ndataset: {ds}\nmodel: {model}\n"))
         }
     };
-    let text = apply_sets(&text, &r.sets)?;
-    let loaded = LoadedStudy::from_text(&file, &text)?;
+    let text = apply_sets(&text, sets)?;
+    Ok(LoadedStudy::from_text(&file, &text)?)
+}
+
+pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
+    let loaded = study_for_cli(&r.study, &r.dataset, &r.model, &r.sets)?;
     let s = &loaded.study;
     let model = s.model.shape().expect("validated");
     Ok(FinetuneSpec {
@@ -97,7 +102,7 @@ pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
     })
 }
 
-fn train_error(e: TrainError) -> Error {
+pub(crate) fn train_error(e: TrainError) -> Error {
     match e {
         TrainError::Setup(m) => Error::Usage(m),
         TrainError::Data(d) => Error::Data(d),

@@ -3,6 +3,7 @@
 
 pub mod finetune;
 pub mod inspect;
+pub mod pretrain;
 pub mod proxy;
 pub mod run;
 

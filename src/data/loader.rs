@@ -59,7 +59,8 @@ pub fn iters_per_epoch(n: usize, batch: usize) -> usize {
 pub struct TrainLoader {
     pub data: Arc<SplitData>,
     pub transform: Arc<TrainTransform>,
-    pub mix: Arc<MixupCutmix>,
+    /// Mixup/CutMix + smoothing for classification; None (pre-training) gives no targets.
+    pub mix: Option<Arc<MixupCutmix>>,
     pub batch: usize,
     pub seed: u64,
 }
@@ -72,7 +73,7 @@ impl TrainLoader {
         let (data, transform, mix, seed) = (self.data.clone(), self.transform.clone(), self.mix.clone(), self.seed);
         std::thread::spawn(move || {
             for (b, idx) in batches.into_iter().enumerate().skip(skip) {
-                let batch = make_train_batch(&data, &transform, &mix, &idx, seed, epoch, b as u64);
+                let batch = make_train_batch(&data, &transform, mix.as_deref(), &idx, seed, epoch, b as u64);
                 if tx.send(batch).is_err() {
                     return; // the trainer stopped early
                 }
@@ -85,7 +86,7 @@ impl TrainLoader {
 fn make_train_batch(
     data: &SplitData,
     transform: &TrainTransform,
-    mix: &MixupCutmix,
+    mix: Option<&MixupCutmix>,
     idx: &[usize],
     seed: u64,
     epoch: u64,
@@ -116,7 +117,10 @@ fn make_train_batch(
         labels.push(label);
     }
     let mut rng = sample_rng(seed, epoch, (1u64 << 62) + batch_no);
-    let targets = mix.apply(&mut images, c, size, size, &labels, &mut rng);
+    let targets = match mix {
+        Some(m) => m.apply(&mut images, c, size, size, &labels, &mut rng),
+        None => Vec::new(),
+    };
     Batch { size: labels.len(), images, channels: c, height: size, width: size, labels, targets }
 }
 

@@ -79,7 +79,7 @@ impl std::fmt::Display for LoadReport {
 }
 
 /// (burn path, timm name, shape in PyTorch's layout) of every float parameter.
-fn model_params(model: &VisionTransformer) -> Vec<(String, String, Vec<usize>)> {
+fn model_params<M: Module>(model: &M) -> Vec<(String, String, Vec<usize>)> {
     #[derive(Default)]
     struct V {
         stack: Vec<String>,
@@ -177,7 +177,7 @@ impl Store {
         Ok((shape, data.try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?))
     }
 
-    fn apply(&mut self, model: &mut VisionTransformer, only: Vec<String>) -> Result<burn::store::ApplyResult, String> {
+    fn apply<M: Module + ModuleSnapshot>(&mut self, model: &mut M, only: Vec<String>) -> Result<burn::store::ApplyResult, String> {
         let filter = PathFilter::new().with_full_paths(only);
         match self {
             Store::Pth(s) => {
@@ -271,6 +271,41 @@ pub fn load(model: &mut VisionTransformer, path: &Path, mode: LoadMode, describe
         return Err(CheckpointError::MissingKeys { path: path.into(), keys: bad, hint });
     }
     Ok(report)
+}
+
+/// Load every parameter of a module from a `.pth` or safetensors checkpoint with the same key
+/// names (an MAE pre-training model from an official `*_full.pth`, say). Nothing may be missing
+/// and every shape must agree.
+pub fn load_exact<M: Module + ModuleSnapshot>(model: &mut M, path: &Path, describe: &str) -> Result<LoadReport, CheckpointError> {
+    let format = format_of(path)?;
+    if let Format::Burnpack = format {
+        let loaded = model.clone().try_load_file(path).map_err(|e| CheckpointError::Read { path: path.into(), message: e.to_string() })?;
+        *model = loaded;
+        return Ok(LoadReport { applied: model_params(model).len(), ..Default::default() });
+    }
+    let mut store = Store::open(path, &format)?;
+    let ckpt = store.shapes().map_err(|message| CheckpointError::Read { path: path.into(), message })?;
+    let params = model_params(model);
+    let mut missing = Vec::new();
+    for (_, name, shape) in &params {
+        match ckpt.get(name) {
+            None => missing.push(name.clone()),
+            Some(found) if found != shape => {
+                return Err(CheckpointError::ShapeMismatch { path: path.into(), key: name.clone(), found: found.clone(), expected: shape.clone(), model: describe.into() });
+            }
+            Some(_) => {}
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CheckpointError::MissingKeys { path: path.into(), keys: missing, hint: None });
+    }
+    let all = params.iter().map(|(p, _, _)| p.clone()).collect();
+    let result = store.apply(model, all).map_err(|message| CheckpointError::Read { path: path.into(), message })?;
+    if let Some(e) = result.errors.first() {
+        return Err(CheckpointError::Read { path: path.into(), message: e.to_string() });
+    }
+    let names: std::collections::BTreeSet<&String> = params.iter().map(|(_, n, _)| n).collect();
+    Ok(LoadReport { applied: result.applied.len(), unused: ckpt.keys().filter(|k| !names.contains(k)).cloned().collect(), ..Default::default() })
 }
 
 fn isqrt(n: usize) -> usize {

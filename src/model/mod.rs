@@ -2,5 +2,6 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod mae;
 pub mod pos_embed;
 pub mod vit;

@@ -73,45 +73,62 @@ pub struct VisionTransformer {
     pub head: Linear,
 }
 
-fn layer_norm(d: usize, device: &Device) -> LayerNorm {
+pub(crate) fn layer_norm(d: usize, device: &Device) -> LayerNorm {
     LayerNormConfig::new(d).with_epsilon(1e-6).init(device)
 }
 
 /// timm's Linear init: trunc_normal(std 0.02) (the cut-off at +-2 is 100 sigma away), zero bias.
-fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
         .init(device)
+}
+
+/// MAE pre-training's Linear init: xavier_uniform weight, zero bias.
+pub(crate) fn linear_xavier(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    let mut l = LinearConfig::new(d_in, d_out).with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device);
+    if let Some(b) = l.bias.as_mut() {
+        *b = Param::from_tensor(Tensor::zeros([d_out], device));
+    }
+    l
+}
+
+/// A pre-norm transformer block (timm's Block: qkv with bias, GELU MLP).
+pub(crate) fn block(d: usize, heads: usize, mlp_ratio: f64, drop_path: f64, xavier: bool, device: &Device) -> Block {
+    let lin = |i, o| if xavier { linear_xavier(i, o, device) } else { linear(i, o, device) };
+    let hidden = (d as f64 * mlp_ratio) as usize;
+    Block {
+        norm1: layer_norm(d, device),
+        attn: Attention { qkv: lin(d, 3 * d), proj: lin(d, d), num_heads: heads },
+        norm2: layer_norm(d, device),
+        mlp: Mlp { fc1: lin(d, hidden), act: Gelu::new(), fc2: lin(hidden, d) },
+        drop_path: DropPath { prob: drop_path, training: Param::from_bool(true) },
+    }
+}
+
+/// The patch projection, initialised like a Linear on its [D, C*p*p] view (xavier uniform).
+pub(crate) fn patch_embed(in_chans: usize, d: usize, p: usize, device: &Device) -> PatchEmbed {
+    let fan = (in_chans * p * p + d) as f64;
+    let bound = (6.0 / fan).sqrt();
+    let mut proj = Conv2dConfig::new([in_chans, d], [p, p]).with_stride([p, p]).init(device);
+    proj.weight = Param::from_tensor(Tensor::random([d, in_chans, p, p], Distribution::Uniform(-bound, bound), device));
+    PatchEmbed { proj }
 }
 
 impl VitConfig {
     pub fn init(&self, device: &Device) -> VisionTransformer {
         let s = &self.shape;
         let d = s.embed_dim;
-        let p = s.patch_size;
-        // MAE initialises the patch projection like a Linear on its [D, C*p*p] view.
-        let fan = (s.in_chans * p * p + d) as f64;
-        let bound = (6.0 / fan).sqrt();
-        let mut proj = Conv2dConfig::new([s.in_chans, d], [p, p]).with_stride([p, p]).init(device);
-        proj.weight = Param::from_tensor(Tensor::random([d, s.in_chans, p, p], Distribution::Uniform(-bound, bound), device));
-
         let n = s.num_patches() + 1;
         let pos = TensorData::new(sincos_2d(d, s.grid(), true), [1, n, d]);
-        let rates = linspace(self.drop_path, s.depth);
-        let blocks = rates
+        let blocks = linspace(self.drop_path, s.depth)
             .into_iter()
-            .map(|rate| Block {
-                norm1: layer_norm(d, device),
-                attn: Attention { qkv: linear(d, 3 * d, device), proj: linear(d, d, device), num_heads: s.num_heads },
-                norm2: layer_norm(d, device),
-                mlp: Mlp { fc1: linear(d, s.mlp_hidden(), device), act: Gelu::new(), fc2: linear(s.mlp_hidden(), d, device) },
-                drop_path: DropPath { prob: rate, training: Param::from_bool(true) },
-            })
+            .map(|rate| block(d, s.num_heads, s.mlp_ratio, rate, false, device))
             .collect();
         VisionTransformer {
             cls_token: Param::from_tensor(Tensor::random([1, 1, d], Distribution::Normal(0.0, 0.02), device)),
             pos_embed: Param::from_tensor(Tensor::from_data(pos, device)),
-            patch_embed: PatchEmbed { proj },
+            patch_embed: patch_embed(s.in_chans, d, s.patch_size, device),
             blocks,
             norm: (!self.global_pool).then(|| layer_norm(d, device)),
             fc_norm: self.global_pool.then(|| layer_norm(d, device)),

@@ -138,7 +138,7 @@ fn default_setups() -> Vec<PretrainSetup> {
 }
 
 /// Table 1a, the efficient recipe: 100 epochs, 90% masking, a 1-block decoder, batch 1024.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainRecipe {
     pub epochs: f64,
@@ -154,6 +154,18 @@ pub struct PretrainRecipe {
     pub weight_decay: f64,
     pub norm_pix_loss: bool,
     pub supmae: bool,
+}
+
+impl PretrainRecipe {
+    /// `efficient` (the paper's Table 1a, the default) or `mae` (the original: 1600 epochs, mask
+    /// 0.75, an 8-block decoder, warmup 40, batch 4096).
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "efficient" => Some(PretrainRecipe::default()),
+            "mae" => Some(PretrainRecipe { epochs: 1600.0, warmup_epochs: 40.0, mask_ratio: 0.75, decoder_depth: 8, batch_size: 4096, ..Default::default() }),
+            _ => None,
+        }
+    }
 }
 
 impl Default for PretrainRecipe {

@@ -233,7 +233,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
         label_smoothing: r.smoothing,
         num_classes: classes,
     };
-    let loader = TrainLoader { data: data.train.clone(), transform: Arc::new(train_tf), mix: Arc::new(mix), batch, seed: spec.seed };
+    let loader = TrainLoader { data: data.train.clone(), transform: Arc::new(train_tf), mix: Some(Arc::new(mix)), batch, seed: spec.seed };
 
     // The model: seeded init, then the pre-trained encoder if any.
     ad.seed(spec.seed);
@@ -325,6 +325,9 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             if state.step >= total_steps {
                 break;
             }
+        }
+        if micro == 0 && status != RunStatus::Diverged {
+            return Err(TrainError::Setup("the data loader produced no batch this epoch (see the messages above)".into()));
         }
         let train_s = t_epoch.elapsed().as_secs_f64();
         state.train_wall_s += train_s;

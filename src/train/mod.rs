@@ -3,5 +3,6 @@
 
 pub mod finetune;
 pub mod llrd;
+pub mod pretrain;
 pub mod schedule;
 pub mod spec;

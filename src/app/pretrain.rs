@@ -1,0 +1,106 @@
+//! `maestro pretrain`: MAE pre-training with the light recipe (or MAE's), from a study's
+//! dataset and model.
+
+use std::path::PathBuf;
+
+use super::finetune::{study_for_cli, train_error};
+use crate::Error;
+use crate::study::schema::PretrainRecipe;
+use crate::train::pretrain::{self, PretrainSpec};
+
+pub struct PretrainRequest {
+    pub study: Option<PathBuf>,
+    pub dataset: Option<String>,
+    pub model: Option<String>,
+    pub setup: Option<String>,
+    pub preset: Option<String>,
+    pub manifest: Option<PathBuf>,
+    pub epochs: Option<f64>,
+    pub warmup: Option<f64>,
+    pub mask_ratio: Option<f64>,
+    pub decoder_depth: Option<usize>,
+    pub decoder_dim: Option<usize>,
+    pub decoder_heads: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub blr: Option<f64>,
+    pub sets: Vec<String>,
+    pub device: String,
+    pub seed: Option<u64>,
+    pub max_steps: Option<usize>,
+    pub out: PathBuf,
+    pub quiet: bool,
+}
+
+pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
+    let loaded = study_for_cli(&r.study, &r.dataset, &r.model, &r.sets)?;
+    let s = &loaded.study;
+    let mut recipe = match (&r.setup, &r.preset) {
+        (Some(name), _) => s
+            .pretrain_setups
+            .iter()
+            .find(|p| &p.name == name)
+            .and_then(|p| p.pretrain.clone())
+            .ok_or_else(|| Error::Usage(format!("the study has no pre-training setup `{name}` with a `pretrain:` block")))?,
+        (None, Some(p)) => PretrainRecipe::preset(p).ok_or_else(|| Error::Usage(format!("unknown preset `{p}`; use efficient or mae")))?,
+        (None, None) => PretrainRecipe::default(),
+    };
+    if let Some(v) = r.epochs {
+        recipe.epochs = v;
+    }
+    if let Some(v) = r.warmup {
+        recipe.warmup_epochs = v;
+    }
+    if let Some(v) = r.mask_ratio {
+        recipe.mask_ratio = v;
+    }
+    if let Some(v) = r.decoder_depth {
+        recipe.decoder_depth = v;
+    }
+    if let Some(v) = r.decoder_dim {
+        recipe.decoder_embed_dim = v;
+    }
+    if let Some(v) = r.decoder_heads {
+        recipe.decoder_num_heads = v;
+    }
+    if recipe.decoder_num_heads == 0 || recipe.decoder_embed_dim % recipe.decoder_num_heads != 0 || recipe.decoder_embed_dim % 4 != 0 {
+        return Err(Error::Usage(format!(
+            "decoder: {} heads must divide the width {}, which must be a multiple of 4",
+            recipe.decoder_num_heads, recipe.decoder_embed_dim
+        )));
+    }
+    if let Some(v) = r.batch_size {
+        recipe.batch_size = v;
+    }
+    if let Some(v) = r.blr {
+        recipe.blr = v;
+    }
+    if !(recipe.mask_ratio > 0.0 && recipe.mask_ratio < 1.0) {
+        return Err(Error::Usage(format!("--mask-ratio must be in (0, 1), got {}", recipe.mask_ratio)));
+    }
+    if !(recipe.epochs > 0.0) || recipe.batch_size == 0 || recipe.decoder_depth == 0 || !(recipe.blr > 0.0) {
+        return Err(Error::Usage("epochs, batch size, decoder depth and blr must be positive".into()));
+    }
+    let spec = PretrainSpec {
+        source: loaded.source(),
+        manifest: r.manifest.clone(),
+        model: s.model.shape().expect("validated"),
+        recipe,
+        seed: r.seed.unwrap_or(s.seed),
+        device: r.device.clone(),
+        max_steps: r.max_steps,
+    };
+    let result = pretrain::run(&spec, &r.out, r.quiet).map_err(train_error)?;
+    println!(
+        "{}: {} after {} steps; reconstruction loss by epoch {:?}; {:.0} img/s; checkpoint {}",
+        r.out.display(),
+        result.status,
+        result.steps,
+        result.epoch_loss.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),
+        result.images_per_s,
+        result.checkpoint.display()
+    );
+    match result.error {
+        Some(e) => Err(Error::Failed(e)),
+        None => Ok(()),
+    }
+}

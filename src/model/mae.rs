@@ -1,0 +1,196 @@
+//! MAE's pre-training model (facebookresearch/mae models_mae.py): the encoder sees only the
+//! visible patches, a light decoder predicts the pixels of the removed ones, and the loss is
+//! taken on the removed patches only. Key names match the official file, so official
+//! `*_full.pth` checkpoints load and an encoder written here loads in the official fine-tune.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+use super::config::VitShape;
+use super::pos_embed::sincos_2d;
+use super::vit::{Block, PatchEmbed, block, layer_norm, linear_xavier, patch_embed};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaeConfig {
+    pub encoder: VitShape,
+    pub decoder_embed_dim: usize,
+    pub decoder_depth: usize,
+    pub decoder_num_heads: usize,
+    pub norm_pix_loss: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct MaskedAutoencoder {
+    // Encoder, in the official file's order.
+    pub cls_token: Param<Tensor<3>>,
+    /// Fixed 2-D sin-cos (not trained).
+    pub pos_embed: Param<Tensor<3>>,
+    pub patch_embed: PatchEmbed,
+    pub blocks: Vec<Block>,
+    pub norm: LayerNorm,
+    // Decoder.
+    pub mask_token: Param<Tensor<3>>,
+    /// Fixed 2-D sin-cos (not trained).
+    pub decoder_pos_embed: Param<Tensor<3>>,
+    pub decoder_embed: Linear,
+    pub decoder_blocks: Vec<Block>,
+    pub decoder_norm: LayerNorm,
+    pub decoder_pred: Linear,
+    pub patch_size: usize,
+    pub norm_pix_loss: bool,
+}
+
+/// What one forward pass gives.
+pub struct MaeOutput {
+    /// Mean squared error on the removed patches.
+    pub loss: Tensor<1>,
+    /// [batch, patches, p*p*channels]
+    pub pred: Tensor<3>,
+    /// [batch, patches], 1 = removed.
+    pub mask: Tensor<2>,
+    /// [batch, patches]
+    pub ids_restore: Tensor<2, Int>,
+}
+
+fn fixed(values: Vec<f32>, n: usize, d: usize, device: &Device) -> Param<Tensor<3>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(values, [1, n, d]), device)).set_require_grad(false)
+}
+
+impl MaeConfig {
+    pub fn init(&self, device: &Device) -> MaskedAutoencoder {
+        let s = &self.encoder;
+        let (d, dd, n) = (s.embed_dim, self.decoder_embed_dim, s.num_patches() + 1);
+        let p = s.patch_size;
+        MaskedAutoencoder {
+            cls_token: Param::from_tensor(Tensor::random([1, 1, d], Distribution::Normal(0.0, 0.02), device)),
+            pos_embed: fixed(sincos_2d(d, s.grid(), true), n, d, device),
+            patch_embed: patch_embed(s.in_chans, d, p, device),
+            blocks: (0..s.depth).map(|_| block(d, s.num_heads, s.mlp_ratio, 0.0, true, device)).collect(),
+            norm: layer_norm(d, device),
+            mask_token: Param::from_tensor(Tensor::random([1, 1, dd], Distribution::Normal(0.0, 0.02), device)),
+            decoder_pos_embed: fixed(sincos_2d(dd, s.grid(), true), n, dd, device),
+            decoder_embed: linear_xavier(d, dd, device),
+            decoder_blocks: (0..self.decoder_depth).map(|_| block(dd, self.decoder_num_heads, s.mlp_ratio, 0.0, true, device)).collect(),
+            decoder_norm: layer_norm(dd, device),
+            decoder_pred: linear_xavier(dd, p * p * s.in_chans, device),
+            patch_size: p,
+            norm_pix_loss: self.norm_pix_loss,
+        }
+    }
+}
+
+impl MaskedAutoencoder {
+    /// [N, C, H, W] -> [N, L, p*p*C]; row-major patches, channel fastest inside a patch.
+    pub fn patchify(&self, imgs: Tensor<4>) -> Tensor<3> {
+        let [n, c, h, w] = imgs.dims();
+        let p = self.patch_size;
+        let (gh, gw) = (h / p, w / p);
+        imgs.reshape([n, c, gh, p, gw, p]).permute([0, 2, 4, 3, 5, 1]).reshape([n, gh * gw, p * p * c])
+    }
+
+    /// The inverse of `patchify` for square images.
+    pub fn unpatchify(&self, x: Tensor<3>, channels: usize) -> Tensor<4> {
+        let [n, l, _] = x.dims();
+        let p = self.patch_size;
+        let g = (l as f64).sqrt().round() as usize;
+        x.reshape([n, g, g, p, p, channels]).permute([0, 5, 1, 3, 2, 4]).reshape([n, channels, g * p, g * p])
+    }
+
+    /// Keep the patches with the smallest noise: argsort, as the official random_masking.
+    fn random_masking(x: Tensor<3>, noise: Tensor<2>, mask_ratio: f64) -> (Tensor<3>, Tensor<2>, Tensor<2, Int>) {
+        let [n, l, d] = x.dims();
+        let keep = (l as f64 * (1.0 - mask_ratio)) as usize;
+        let ids_shuffle = noise.argsort(1);
+        let ids_restore = ids_shuffle.clone().argsort(1);
+        let ids_keep = ids_shuffle.slice([0..n, 0..keep]);
+        let x_masked = x.gather(1, ids_keep.unsqueeze_dim::<3>(2).expand([n, keep, d]));
+        let dev = x_masked.device();
+        let mask = Tensor::cat(vec![Tensor::<2>::zeros([n, keep], &dev), Tensor::<2>::ones([n, l - keep], &dev)], 1);
+        let mask = mask.gather(1, ids_restore.clone());
+        (x_masked, mask, ids_restore)
+    }
+
+    /// # Shapes
+    /// imgs [N, C, H, W], noise [N, L] -> latent [N, 1 + keep, D], mask [N, L], ids_restore [N, L]
+    pub fn forward_encoder(&self, imgs: Tensor<4>, noise: Tensor<2>, mask_ratio: f64) -> (Tensor<3>, Tensor<2>, Tensor<2, Int>) {
+        let x = self.patch_embed.proj.forward(imgs).flatten::<3>(2, 3).swap_dims(1, 2); // [N, L, D]
+        let [n, l, d] = x.dims();
+        let pos = self.pos_embed.val();
+        let x = x + pos.clone().slice([0..1, 1..l + 1, 0..d]);
+        let (x, mask, ids_restore) = Self::random_masking(x, noise, mask_ratio);
+        let cls = (self.cls_token.val() + pos.slice([0..1, 0..1, 0..d])).expand([n, 1, d]);
+        let mut x = Tensor::cat(vec![cls, x], 1);
+        for blk in &self.blocks {
+            x = blk.forward(x);
+        }
+        (self.norm.forward(x), mask, ids_restore)
+    }
+
+    /// # Shapes
+    /// latent [N, 1 + keep, D], ids_restore [N, L] -> pred [N, L, p*p*C]
+    pub fn forward_decoder(&self, latent: Tensor<3>, ids_restore: Tensor<2, Int>) -> Tensor<3> {
+        let x = self.decoder_embed.forward(latent);
+        let [n, t, dd] = x.dims();
+        let l = ids_restore.dims()[1];
+        let mask_tokens = self.mask_token.val().expand([n, l + 1 - t, dd]);
+        let x_ = Tensor::cat(vec![x.clone().slice([0..n, 1..t, 0..dd]), mask_tokens], 1);
+        let x_ = x_.gather(1, ids_restore.unsqueeze_dim::<3>(2).expand([n, l, dd])); // unshuffle
+        let mut x = Tensor::cat(vec![x.slice([0..n, 0..1, 0..dd]), x_], 1) + self.decoder_pos_embed.val();
+        for blk in &self.decoder_blocks {
+            x = blk.forward(x);
+        }
+        let x = self.decoder_pred.forward(self.decoder_norm.forward(x));
+        let [_, _, o] = x.dims();
+        x.slice([0..n, 1..l + 1, 0..o])
+    }
+
+    /// Mean squared error per removed patch; with norm_pix_loss the target patch is normalised
+    /// by its mean and unbiased variance (eps 1e-6).
+    pub fn forward_loss(&self, imgs: Tensor<4>, pred: Tensor<3>, mask: Tensor<2>) -> Tensor<1> {
+        let mut target = self.patchify(imgs);
+        if self.norm_pix_loss {
+            let k = target.dims()[2] as f64;
+            let mean = target.clone().mean_dim(2);
+            let centred = target - mean;
+            let var = centred.clone().powi_scalar(2).sum_dim(2) / (k - 1.0);
+            target = centred / (var + 1e-6).sqrt();
+        }
+        let per_patch = (pred - target).powi_scalar(2).mean_dim(2).squeeze_dim::<2>(2); // [N, L]
+        (per_patch * mask.clone()).sum() / mask.sum()
+    }
+
+    pub fn forward(&self, imgs: Tensor<4>, noise: Tensor<2>, mask_ratio: f64) -> MaeOutput {
+        let (latent, mask, ids_restore) = self.forward_encoder(imgs.clone(), noise, mask_ratio);
+        let pred = self.forward_decoder(latent, ids_restore.clone());
+        let loss = self.forward_loss(imgs, pred.clone(), mask.clone());
+        MaeOutput { loss, pred, mask, ids_restore }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patchify_round_trips_and_orders_channel_fastest() {
+        let dev = Device::flex();
+        let cfg = MaeConfig {
+            encoder: VitShape { image_size: 4, patch_size: 2, in_chans: 3, embed_dim: 8, depth: 1, num_heads: 2, mlp_ratio: 2.0 },
+            decoder_embed_dim: 8,
+            decoder_depth: 1,
+            decoder_num_heads: 2,
+            norm_pix_loss: true,
+        };
+        let m = cfg.init(&dev);
+        let vals: Vec<f32> = (0..48).map(|v| v as f32).collect();
+        let imgs = Tensor::<4>::from_data(TensorData::new(vals.clone(), [1, 3, 4, 4]), &dev);
+        let p = m.patchify(imgs.clone());
+        assert_eq!(p.dims(), [1, 4, 12]);
+        // Patch 0, element (row 0, col 1, channel 2) -> index (0*2+1)*3+2 = 5 holds img[2][0][1] = 33.
+        let flat = p.clone().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        assert_eq!(flat[5], 33.0);
+        let back = m.unpatchify(p, 3).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        assert_eq!(back, vals);
+    }
+}

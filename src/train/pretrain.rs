@@ -1,0 +1,247 @@
+//! MAE pre-training (main_pretrain.py + engine_pretrain.py) with the light recipe by default.
+//!
+//! AdamW betas (0.9, 0.95), weight decay 0.05 except 1-D parameters and biases (cls_token and
+//! mask_token are decayed; the sin-cos position embeddings are frozen), per-step warmup +
+//! cosine, lr = blr x batch x accumulation / 256, RandomResizedCrop (scale 0.2-1, bicubic) +
+//! flip. Resumable from its epoch checkpoint like the fine-tune; writes the whole model as
+//! safetensors with the official key names, which the fine-tune loads as a pre-trained encoder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::{Module, ParamGroup};
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::tensor::{Distribution, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use super::finetune::{TrainError, normalization};
+use super::llrd::parameters;
+use super::schedule::{CosineSchedule, ScaledSchedule};
+use super::spec::write_atomic;
+use crate::data::Source;
+use crate::data::augment::TrainTransform;
+use crate::data::image::{ReadFailures, SplitReader};
+use crate::data::loader::{SplitData, TrainLoader, iters_per_epoch};
+use crate::data::manifest::Manifest;
+use crate::device::DeviceSpec;
+use crate::model::checkpoint;
+use crate::model::config::VitShape;
+use crate::model::mae::{MaeConfig, MaskedAutoencoder};
+use crate::study::schema::PretrainRecipe;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainSpec {
+    pub source: Source,
+    pub manifest: Option<PathBuf>,
+    pub model: VitShape,
+    pub recipe: PretrainRecipe,
+    pub seed: u64,
+    pub device: String,
+    #[serde(default)]
+    pub max_steps: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainResult {
+    pub status: String,
+    /// Mean reconstruction loss of each epoch.
+    pub epoch_loss: Vec<f64>,
+    pub steps: usize,
+    pub wall_s: f64,
+    pub images_per_s: f64,
+    pub train_images: usize,
+    /// The pre-trained model (official key names), loadable by `maestro finetune --checkpoint`.
+    pub checkpoint: PathBuf,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    spec_hash: String,
+    epochs_done: usize,
+    step: usize,
+    epoch_loss: Vec<f64>,
+    train_s: f64,
+    images: usize,
+    wall_s: f64,
+}
+
+fn hash(spec: &PretrainSpec) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(serde_json::to_string(spec).unwrap().as_bytes())[..8])
+}
+
+fn io_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
+    move |message| TrainError::Io { path: path.to_path_buf(), message }
+}
+
+pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResult, TrainError> {
+    let r = &spec.recipe;
+    let device = spec.device.parse::<DeviceSpec>().map_err(TrainError::Setup)?.burn_device().map_err(TrainError::Setup)?;
+    let ad = device.clone().autodiff();
+    std::fs::create_dir_all(out).map_err(|e| io_err(out)(e.to_string()))?;
+    write_atomic(&out.join("pretrain.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
+    let channels = match spec.model.in_chans {
+        1 => 1u8,
+        3 => 3u8,
+        c => return Err(TrainError::Setup(format!("in_chans {c}: images are read as 1 or 3 channels"))),
+    };
+    // Only the training images: pre-training sees no labels (and no validation split).
+    let (source, split, items) = match &spec.manifest {
+        Some(p) => {
+            let m = Manifest::read(p)?;
+            (m.source.clone(), m.train.split.clone(), m.train.items)
+        }
+        None => {
+            let cat = spec.source.scan()?;
+            (spec.source.clone(), cat.train.name.clone(), cat.train.items)
+        }
+    };
+    let data = Arc::new(SplitData { reader: SplitReader::open(&source, &split)?, items, channels, failures: ReadFailures::default() });
+    let batch = r.batch_size;
+    let ipe = iters_per_epoch(data.items.len(), batch);
+    if ipe == 0 {
+        return Err(TrainError::Setup(format!("batch_size {batch} is larger than the {} training images", data.items.len())));
+    }
+    let schedule = CosineSchedule {
+        lr: r.blr * (batch * r.accum_iter) as f64 / 256.0,
+        min_lr: r.min_lr,
+        warmup_epochs: r.warmup_epochs,
+        epochs: r.epochs,
+        iters_per_epoch: ipe,
+        accum_iter: r.accum_iter,
+    };
+    let total = spec.max_steps.map_or(schedule.total_steps(), |m| m.min(schedule.total_steps()));
+    let transform = TrainTransform {
+        input_size: spec.model.image_size,
+        scale: (0.2, 1.0),
+        ratio: (3.0 / 4.0, 4.0 / 3.0),
+        hflip: 0.5,
+        randaug: None,
+        reprob: 0.0,
+        normalize: normalization(&spec.source, spec.model.in_chans),
+    };
+    let loader = TrainLoader { data: data.clone(), transform: Arc::new(transform), mix: None, batch, seed: spec.seed };
+
+    ad.seed(spec.seed);
+    let cfg = MaeConfig {
+        encoder: spec.model.clone(),
+        decoder_embed_dim: r.decoder_embed_dim,
+        decoder_depth: r.decoder_depth,
+        decoder_num_heads: r.decoder_num_heads,
+        norm_pix_loss: r.norm_pix_loss,
+    };
+    let mut model = cfg.init(&ad);
+    // timm's add_weight_decay: no decay for 1-D parameters and biases.
+    let no_decay: Vec<String> = parameters(&model).into_iter().filter(|(p, _, nd)| *nd <= 1 || p.ends_with(".bias")).map(|(p, _, _)| p).collect();
+    let adamw = || AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_epsilon(1e-8);
+    let mut optim = adamw().with_weight_decay(r.weight_decay as f32).init().with_group(ParamGroup::from_paths(no_decay), adamw().with_weight_decay(0.0).build(), None);
+
+    let ckpt = out.join("checkpoint");
+    let h = hash(spec);
+    let mut st = State { spec_hash: h.clone(), epochs_done: 0, step: 0, epoch_loss: Vec::new(), train_s: 0.0, images: 0, wall_s: 0.0 };
+    if ckpt.join("state.json").is_file() {
+        let saved: State = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).map_err(|e| io_err(&ckpt)(e.to_string()))?)
+            .map_err(|e| io_err(&ckpt)(e.to_string()))?;
+        if saved.spec_hash != h {
+            return Err(TrainError::Setup(format!("{}: holds a pre-training of other settings; use another output folder", out.display())));
+        }
+        model = model.try_load_file(ckpt.join("model.bpk")).map_err(|e| io_err(&ckpt)(e.to_string()))?;
+        optim = optim.load(ckpt.join("optim.bpk")).map_err(|e| io_err(&ckpt)(e.to_string()))?;
+        if !quiet {
+            eprintln!("resuming {} after epoch {}", out.display(), saved.epochs_done);
+        }
+        st = saved;
+    }
+    let mut sched = ModuleLrScheduler::new(ScaledSchedule { schedule: schedule.clone(), scale: 1.0, step: st.step });
+
+    let pb = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
+    pb.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg} ({eta} left)").expect("template"));
+    pb.set_position(st.step as u64);
+    let mut epoch = st.epochs_done;
+    let mut error = None;
+    let mut acc = GradientsAccumulator::<MaskedAutoencoder>::new();
+    let l = spec.model.num_patches();
+    'epochs: while st.step < total {
+        ad.seed(spec.seed.wrapping_add(1 + epoch as u64));
+        let t = Instant::now();
+        let (mut sum, mut n, mut images, mut micro) = (0f64, 0usize, 0usize, 0usize);
+        for b in loader.epoch(epoch as u64, 0).iter() {
+            if b.size == 0 {
+                continue;
+            }
+            let x = Tensor::<4>::from_data(TensorData::new(b.images, [b.size, b.channels, b.height, b.width]), &ad);
+            let noise = Tensor::<2>::random([b.size, l], Distribution::Uniform(0.0, 1.0), &ad);
+            let loss = model.forward(x, noise, r.mask_ratio).loss;
+            let v = loss.clone().into_scalar::<f32>() as f64;
+            if !v.is_finite() {
+                error = Some(format!("the loss became NaN or infinite at optimizer step {}", st.step));
+                break 'epochs;
+            }
+            sum += v;
+            n += 1;
+            images += b.size;
+            micro += 1;
+            let scaled = if r.accum_iter > 1 { loss / r.accum_iter as f32 } else { loss };
+            let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
+            if r.accum_iter > 1 {
+                acc.accumulate(&model, grads);
+                if micro % r.accum_iter != 0 && micro != ipe {
+                    continue;
+                }
+                grads = acc.grads();
+            }
+            model = optim.step(sched.step(), model, grads);
+            st.step += 1;
+            pb.set_position(st.step as u64);
+            pb.set_message(format!("epoch {} loss {:.4}", epoch + 1, sum / n as f64));
+            if st.step >= total {
+                break;
+            }
+        }
+        if micro == 0 {
+            return Err(TrainError::Setup("the data loader produced no batch this epoch (see the messages above)".into()));
+        }
+        st.train_s += t.elapsed().as_secs_f64();
+        st.images += images;
+        st.epoch_loss.push(sum / n.max(1) as f64);
+        epoch += 1;
+        st.epochs_done = epoch;
+        st.wall_s += t.elapsed().as_secs_f64();
+        pb.suspend(|| {
+            if !quiet {
+                eprintln!("epoch {:>3}: reconstruction loss {:.4}, {:.0} img/s", epoch, sum / n.max(1) as f64, images as f64 / t.elapsed().as_secs_f64());
+            }
+        });
+        let tmp = out.join("checkpoint.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp)(e.to_string()))?;
+        model.clone().save_file(tmp.join("model.bpk")).map_err(|e| io_err(&tmp)(e.to_string()))?;
+        optim.save(tmp.join("optim.bpk")).map_err(|e| io_err(&tmp)(e.to_string()))?;
+        write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(&st).unwrap().as_bytes()).map_err(|e| io_err(&tmp)(e.to_string()))?;
+        let _ = std::fs::remove_dir_all(&ckpt);
+        std::fs::rename(&tmp, &ckpt).map_err(|e| io_err(&ckpt)(e.to_string()))?;
+    }
+    pb.finish_and_clear();
+    let path = out.join("mae.safetensors");
+    if error.is_none() {
+        let mut store = burn::store::SafetensorsStore::from_file(&path).with_to_adapter(burn::store::BurnToPyTorchAdapter).overwrite(true);
+        use burn::store::ModuleSnapshot;
+        model.valid().save_into(&mut store).map_err(|e| checkpoint::CheckpointError::Write { path: path.clone(), message: e.to_string() })?;
+    }
+    let result = PretrainResult {
+        status: if error.is_none() { "completed".into() } else { "diverged".into() },
+        epoch_loss: st.epoch_loss,
+        steps: st.step,
+        wall_s: st.wall_s,
+        images_per_s: st.images as f64 / st.train_s.max(1e-9),
+        train_images: data.items.len(),
+        checkpoint: path,
+        error,
+    };
+    write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
+    Ok(result)
+}

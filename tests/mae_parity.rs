@@ -1,0 +1,66 @@
+//! Parity with facebookresearch/mae's own MaskedAutoencoderViT (scripts/fixtures/
+//! mae_official_parity.py ran the official models_mae.py): the same weights, input and masking
+//! noise give the same mask, the same unshuffling and the same loss.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use maestro::model::checkpoint;
+use maestro::model::config::VitShape;
+use maestro::model::mae::MaeConfig;
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+#[test]
+fn loss_mask_and_prediction_match_the_official_model() {
+    let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("mae_parity_io.json")).unwrap()).unwrap();
+    let c = &io["config"];
+    let u = |k: &str| c[k].as_u64().unwrap() as usize;
+    let cfg = MaeConfig {
+        encoder: VitShape {
+            image_size: u("img_size"),
+            patch_size: u("patch_size"),
+            in_chans: u("in_chans"),
+            embed_dim: u("embed_dim"),
+            depth: u("depth"),
+            num_heads: u("num_heads"),
+            mlp_ratio: c["mlp_ratio"].as_f64().unwrap(),
+        },
+        decoder_embed_dim: u("decoder_embed_dim"),
+        decoder_depth: u("decoder_depth"),
+        decoder_num_heads: u("decoder_num_heads"),
+        norm_pix_loss: c["norm_pix_loss"].as_bool().unwrap(),
+    };
+    let dev = Device::flex();
+    let mut model = cfg.init(&dev);
+    let report = checkpoint::load_exact(&mut model, &fixture("mae_parity.pth"), "mae parity").unwrap();
+    assert!(report.unused.is_empty(), "{report}");
+
+    let imgs = Tensor::<4>::from_data(TensorData::new(floats(&io["input"]), [2, 3, 32, 32]), &dev);
+    let noise = Tensor::<2>::from_data(TensorData::new(floats(&io["noise"]), [2, 16]), &dev);
+    let out = model.forward(imgs, noise, io["mask_ratio"].as_f64().unwrap());
+
+    let mask = out.mask.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    assert_eq!(mask, floats(&io["mask"]), "the mask must be identical");
+    let restore: Vec<i64> = out.ids_restore.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
+    let want: Vec<i64> = io["ids_restore"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(restore, want);
+
+    let loss = out.loss.into_scalar::<f32>() as f64;
+    let expected = io["loss"].as_f64().unwrap();
+    assert!(((loss - expected) / expected).abs() < 1e-4, "loss {loss} vs official {expected}");
+
+    let pred = out.pred.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let want = floats(&io["pred"]);
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in pred.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * scale, "pred[{i}]: {g} vs {w}");
+    }
+}

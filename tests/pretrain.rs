@@ -1,0 +1,46 @@
+//! `maestro pretrain` end to end on tiny data, and a fine-tune that starts from its checkpoint.
+
+mod util;
+use serde_json::Value;
+use util::*;
+
+#[test]
+fn pretrain_writes_an_encoder_the_fine_tune_loads() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 16, 4);
+    dir.write(
+        "s.yaml",
+        "name: s\ndataset: { kind: imagefolder, root: data }\n\
+         model: { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2 }\n\
+         finetune: { epochs: 1, warmup_epochs: 0, batch_size: 8, eval_crop_pct: 1.0 }\n",
+    );
+    let mut c = dir.maestro();
+    c.args(["pretrain", "--study", "s.yaml", "--epochs", "2", "--warmup", "1", "--batch-size", "8", "--decoder-dim", "16"]);
+    c.args(["--decoder-heads", "2", "--out", "pre", "--quiet"]);
+    run(c).success().stdout_has("completed after 12 steps");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("pre/result.json")).unwrap()).unwrap();
+    let losses: Vec<f64> = r["epoch_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(losses.len(), 2);
+    assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+    assert!(dir.join("pre/mae.safetensors").is_file());
+
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "s.yaml", "--checkpoint", "pre/mae.safetensors", "--out", "ft"]);
+    run(c).success().stderr_has("newly initialised: fc_norm.weight, fc_norm.bias, head.weight, head.bias");
+}
+
+#[test]
+fn bad_pretraining_settings_are_user_errors() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 2, 4, 1);
+    dir.write("s.yaml", "name: s\ndataset: { kind: imagefolder, root: data }\nmodel: { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 1, num_heads: 2 }\n");
+    let mut c = dir.maestro();
+    c.args(["pretrain", "--study", "s.yaml", "--mask-ratio", "1.0", "--out", "x"]);
+    run(c).code_is(2).stderr_has("--mask-ratio must be in (0, 1)");
+    let mut c = dir.maestro();
+    c.args(["pretrain", "--study", "s.yaml", "--preset", "bert", "--out", "x"]);
+    run(c).code_is(2).stderr_has("unknown preset `bert`");
+    let mut c = dir.maestro();
+    c.args(["pretrain", "--study", "s.yaml", "--decoder-dim", "30", "--decoder-heads", "4", "--out", "x"]);
+    run(c).code_is(2).stderr_has("heads must divide the width");
+}
