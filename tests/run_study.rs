@@ -250,3 +250,34 @@ fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
     run(c).success();
     assert_eq!(events(&journal(&dir, "runs/c"), "completed").len(), 10);
 }
+
+#[test]
+fn a_pretraining_stage_runs_once_and_its_setup_searches_from_it() {
+    let dir = Dir::new();
+    study(
+        &dir,
+        "m",
+        "pretrain_setups:\n  - { name: scratch }\n  - name: mae1\n    pretrain: { epochs: 1, warmup_epochs: 0, batch_size: 8, decoder_embed_dim: 16, decoder_num_heads: 2, mask_ratio: 0.75 }\n",
+    );
+    let text = read(&dir.join("m.yaml")).replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: true, baseline: false }");
+    dir.write("m.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "m.yaml", "--quiet"]);
+    run(c).success();
+    let j = journal(&dir, "runs/m");
+    let stage: Vec<&serde_json::Value> = events(&j, "completed").into_iter().filter(|e| e["trial"].as_str().unwrap().starts_with("pretrain__mae1__")).collect();
+    assert_eq!(stage.len(), 1, "the stage ran once");
+    let id = stage[0]["trial"].as_str().unwrap();
+    assert!(dir.join("runs/m/trials").join(id).join("mae.safetensors").is_file());
+    // The mae1 setup's trials start from the stage's model.
+    let spec = read(&dir.join("runs/m/trials/half__mae1__llrd0.6__blr0.001__r0/spec.json"));
+    assert!(spec.contains(&format!("{id}/mae.safetensors")), "{spec}");
+    for f in ["recipe-scratch.yaml", "recipe-mae1.yaml", "optimum_vs_pretrain.png"] {
+        assert!(dir.join("reports/m").join(f).is_file(), "{f} missing");
+    }
+    // Running again reuses everything.
+    let mut c = dir.maestro();
+    c.args(["run", "m.yaml", "--quiet"]);
+    run(c).success();
+    assert_eq!(events(&journal(&dir, "runs/m"), "running").len(), events(&j, "running").len());
+}

@@ -160,7 +160,15 @@ pub fn trial(spec_path: &Path, quiet: bool) -> Result<(), Error> {
             result.write(&out.join("result.json")).map_err(|e| Error::Io { path: out.join("result.json"), source: e })?;
             return report(&result, &out);
         }
-        return Err(Error::Usage(format!("{}: the trial has neither a fine-tune nor a command", spec_path.display())));
+        if let Some(spec) = &t.pretrain {
+            let result = crate::train::pretrain::run(spec, &out, quiet).map_err(train_error)?;
+            println!("{}: pre-training {} after {} steps; loss by epoch {:?}", out.display(), result.status, result.steps, result.epoch_loss);
+            return match result.error {
+                Some(e) => Err(Error::Failed(e)),
+                None => Ok(()),
+            };
+        }
+        return Err(Error::Usage(format!("{}: the trial has neither a fine-tune, a command nor a pre-training", spec_path.display())));
     }
     let spec = FinetuneSpec::read(spec_path).map_err(Error::Usage)?;
     let result = finetune::run(&spec, &out, quiet).map_err(train_error)?;

@@ -20,6 +20,8 @@ pub enum Role {
     Full,
     /// The full-dataset run with MAE's default recipe (LLRD 0.65, blr 5e-4).
     Baseline,
+    /// A pre-training stage a setup's trials start from.
+    Pretrain,
 }
 
 /// An external command that trains and writes its metric (MAE's main_finetune.py and alike).
@@ -49,8 +51,11 @@ pub struct TrialSpec {
     pub repeat: usize,
     /// A maestro fine-tune...
     pub finetune: Option<FinetuneSpec>,
-    /// ...or an external command.
+    /// ...or an external command...
     pub command: Option<CommandTrial>,
+    /// ...or an MAE pre-training stage.
+    #[serde(default)]
+    pub pretrain: Option<crate::train::pretrain::PretrainSpec>,
 }
 
 /// `0.825` -> `0.825`, `1e-3` -> `0.001`: short, exact, file-name safe.
@@ -65,6 +70,7 @@ pub fn trial_id(role: Role, proxy: Option<&str>, setup: &str, llrd: f64, blr: f6
         (Role::Full, _) => "full".into(),
         (Role::Baseline, _) => "baseline".into(),
         (Role::Search, None) => "full-search".into(),
+        (Role::Pretrain, _) => "pretrain".into(),
     };
     format!("{scope}__{setup}__llrd{}__blr{}__r{repeat}", fmt_value(llrd), fmt_value(blr))
 }
@@ -135,7 +141,45 @@ pub fn make_trial(loaded: &LoadedStudy, ctx: &PlanContext, p: &Point) -> TrialSp
         repeat: p.repeat,
         finetune,
         command,
+        pretrain: None,
     }
+}
+
+/// The pre-training stage of a setup with a `pretrain:` block, on the full training split. Its
+/// id carries a hash of its settings, so a stage is run once per configuration and reused.
+pub fn pretrain_trial(loaded: &LoadedStudy, setup: &str, recipe: &crate::study::schema::PretrainRecipe) -> TrialSpec {
+    use sha2::{Digest, Sha256};
+    let s = &loaded.study;
+    let spec = crate::train::pretrain::PretrainSpec {
+        source: loaded.source(),
+        manifest: None,
+        model: s.model.shape().expect("validated"),
+        recipe: recipe.clone(),
+        seed: s.seed,
+        device: "cpu".into(),
+        max_steps: None,
+    };
+    let mut identity = spec.clone();
+    identity.device.clear();
+    let h = hex::encode(&Sha256::digest(serde_json::to_string(&identity).expect("spec serialises").as_bytes())[..4]);
+    TrialSpec {
+        study: s.name.clone(),
+        id: format!("pretrain__{setup}__{h}"),
+        role: Role::Pretrain,
+        proxy: None,
+        setup: setup.to_string(),
+        llrd: 0.0,
+        blr: recipe.blr,
+        repeat: 0,
+        finetune: None,
+        command: None,
+        pretrain: Some(spec),
+    }
+}
+
+/// Where a pre-training stage leaves its model.
+pub fn pretrain_checkpoint(run_dir: &Path, trial: &TrialSpec) -> PathBuf {
+    run_dir.join("trials").join(&trial.id).join("mae.safetensors")
 }
 
 /// The search trials for a grid, in a stable order: proxy, setup, LLRD, LR, repeat.

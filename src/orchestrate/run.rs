@@ -45,6 +45,9 @@ fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(),
     if let Some(f) = spec.finetune.as_mut() {
         f.device = slot_device.to_string();
     }
+    if let Some(p) = spec.pretrain.as_mut() {
+        p.device = slot_device.to_string();
+    }
     let text = serde_json::to_string_pretty(&spec).expect("spec serialises");
     if let Ok(old) = std::fs::read_to_string(&path) {
         if old == text {
@@ -54,6 +57,9 @@ fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(),
         let strip = |t: &str| serde_json::from_str::<TrialSpec>(t).ok().map(|mut s| {
             if let Some(f) = s.finetune.as_mut() {
                 f.device.clear();
+            }
+            if let Some(p) = s.pretrain.as_mut() {
+                p.device.clear();
             }
             s
         });
@@ -137,27 +143,23 @@ impl Runner {
     }
 }
 
-/// The setup's checkpoint; `pretrain:` stages are run by `maestro pretrain` (not in studies yet).
-fn setup_checkpoints(loaded: &LoadedStudy) -> Result<BTreeMap<String, Option<PathBuf>>, String> {
+/// Each setup's checkpoint: a given file, the model of its pre-training stage, or none.
+fn setup_checkpoints(loaded: &LoadedStudy, run_dir: &Path, stages: &[TrialSpec]) -> BTreeMap<String, Option<PathBuf>> {
     let mut out = BTreeMap::new();
     for s in &loaded.study.pretrain_setups {
-        if s.pretrain.is_some() {
-            return Err(format!(
-                "{}: pre-training setup `{}` has a `pretrain:` block; pre-training stages inside studies are not available yet: pre-train separately and give `checkpoint:` instead",
-                loaded.file.display(),
-                s.name
-            ));
-        }
-        let ck = s.checkpoint.as_ref().map(|c| if c.is_relative() { loaded.dir().join(c) } else { c.clone() });
+        let ck = match (&s.checkpoint, stages.iter().find(|t| t.setup == s.name)) {
+            (Some(c), _) => Some(if c.is_relative() { loaded.dir().join(c) } else { c.clone() }),
+            (None, Some(stage)) => Some(plan::pretrain_checkpoint(run_dir, stage)),
+            (None, None) => None,
+        };
         out.insert(s.name.clone(), ck);
     }
-    Ok(out)
+    out
 }
 
 pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, String> {
     let s = &loaded.study;
     let catalog = loaded.scan().map_err(|e| e.to_string())?;
-    let checkpoints = setup_checkpoints(loaded)?;
     std::fs::create_dir_all(&opts.run_dir).map_err(io(&opts.run_dir))?;
     let _lock = RunLock::acquire(&opts.run_dir)?;
 
@@ -226,11 +228,21 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         failed: Vec::new(),
         interrupted: false,
     };
+    // 0. Pre-training stages, once per configuration (a resumed or repeated run reuses them).
+    let stages: Vec<TrialSpec> =
+        s.pretrain_setups.iter().filter_map(|p| p.pretrain.as_ref().map(|r| plan::pretrain_trial(loaded, &p.name, r))).collect();
+    let checkpoints = setup_checkpoints(loaded, &opts.run_dir, &stages);
     let ctx = PlanContext { proxy_dir: &proxy_dir, setup_checkpoint: &|name: &str| checkpoints.get(name).cloned().flatten() };
+    let mut ok = stages.is_empty() || runner.run(stages.clone()).await?;
+    if ok && !runner.failed.is_empty() {
+        ok = false; // a setup without its pre-trained model cannot be searched
+    }
 
     // 1. The search grid.
     let mut grid = s.search.llrd.clone();
-    let mut ok = runner.run(plan::search_trials(loaded, &ctx, &grid)).await?;
+    if ok {
+        ok = runner.run(plan::search_trials(loaded, &ctx, &grid)).await?;
+    }
 
     // 2. One refinement round where a fit sits at an edge or is too uncertain.
     if ok && s.search.refine {

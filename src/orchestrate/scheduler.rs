@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::executor::{Executor, Job, Outcome, Slot};
 use super::journal::{Event, Journal};
 use super::plan::TrialSpec;
-use crate::train::spec::{FinetuneResult, RunStatus};
+use crate::train::spec::RunStatus;
 
 pub struct SchedulerConfig {
     pub slots: Vec<Slot>,
@@ -40,9 +40,32 @@ pub fn trial_dir(run_dir: &Path, id: &str) -> std::path::PathBuf {
     run_dir.join("trials").join(id)
 }
 
-fn read_result(dir: &Path) -> Option<FinetuneResult> {
+/// The parts of a trial's result the scheduler needs; any kind of trial (fine-tune, command,
+/// pre-training) writes at least `status`.
+struct Outcome2 {
+    status: RunStatus,
+    top1: f64,
+    top5: f64,
+    diverged_at_step: Option<usize>,
+    error: Option<String>,
+}
+
+fn read_result(dir: &Path) -> Option<Outcome2> {
     let text = std::fs::read_to_string(dir.join("result.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let status = match v.get("status")?.as_str()? {
+        "completed" => RunStatus::Completed,
+        "diverged" => RunStatus::Diverged,
+        _ => RunStatus::Failed,
+    };
+    let num = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    Some(Outcome2 {
+        status,
+        top1: num("top1"),
+        top5: num("top5"),
+        diverged_at_step: v.get("diverged_at_step").and_then(|x| x.as_u64()).map(|x| x as usize),
+        error: v.get("error").and_then(|x| x.as_str()).map(str::to_string),
+    })
 }
 
 fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {

@@ -29,6 +29,7 @@ fn role_name(r: Role) -> &'static str {
         Role::Search => "search",
         Role::Full => "full",
         Role::Baseline => "baseline",
+        Role::Pretrain => "pretrain",
     }
 }
 
@@ -111,7 +112,7 @@ pub fn write(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
         }
     }
     let full: BTreeMap<(String, String), &TrialRow> =
-        v.rows.iter().filter(|r| r.role != "search").map(|r| ((r.setup.clone(), r.role.clone()), r)).collect();
+        v.rows.iter().filter(|r| r.role == "full" || r.role == "baseline").map(|r| ((r.setup.clone(), r.role.clone()), r)).collect();
     for rec in &v.recommendations {
         let path = out.join(format!("recipe-{}.yaml", rec.setup));
         let text = recipe::render(&v, rec, full.get(&(rec.setup.clone(), "full".into())).copied(), full.get(&(rec.setup.clone(), "baseline".into())).copied());
