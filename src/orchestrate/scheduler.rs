@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
@@ -42,7 +42,7 @@ pub fn trial_dir(run_dir: &Path, id: &str) -> std::path::PathBuf {
 
 /// The parts of a trial's result the scheduler needs; any kind of trial (fine-tune, command,
 /// pre-training) writes at least `status`.
-struct Outcome2 {
+struct TrialOutcome {
     status: RunStatus,
     top1: f64,
     top5: f64,
@@ -50,7 +50,7 @@ struct Outcome2 {
     error: Option<String>,
 }
 
-fn read_result(dir: &Path) -> Option<Outcome2> {
+fn read_result(dir: &Path) -> Option<TrialOutcome> {
     let text = std::fs::read_to_string(dir.join("result.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let status = match v.get("status")?.as_str()? {
@@ -59,7 +59,7 @@ fn read_result(dir: &Path) -> Option<Outcome2> {
         _ => RunStatus::Failed,
     };
     let num = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
-    Some(Outcome2 {
+    Some(TrialOutcome {
         status,
         top1: num("top1"),
         top5: num("top5"),
@@ -88,8 +88,6 @@ pub async fn run_trials(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<BTreeMap<String, Finished>> {
     let mut failures = failures;
-    let mut attempts: BTreeMap<String, usize> = BTreeMap::new();
-    let by_id: BTreeMap<String, TrialSpec> = trials.iter().map(|t| (t.id.clone(), t.clone())).collect();
     let mut queue: VecDeque<String> = trials.iter().map(|t| t.id.clone()).collect();
     let mut free: Vec<Slot> = cfg.slots.iter().rev().cloned().collect();
     let mut running: JoinSet<(String, Slot, Outcome)> = JoinSet::new();
@@ -97,7 +95,6 @@ pub async fn run_trials(
     let mut done: BTreeMap<String, Finished> = BTreeMap::new();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let total = trials.len();
-    let started = Instant::now();
     let mut best: Option<(f64, String)> = None;
 
     let pb = if cfg.quiet || total == 0 { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
@@ -112,8 +109,8 @@ pub async fn run_trials(
             let id = queue.pop_front().expect("non-empty");
             let slot = free.pop().expect("non-empty");
             let dir = trial_dir(run_dir, &id);
-            let attempt = failures.get(&id).copied().unwrap_or(0) + 1 + attempts.get(&id).copied().unwrap_or(0);
-            *attempts.entry(id.clone()).or_default() += 0;
+            // Attempts are counted by failures: a retry is attempt failures + 1.
+            let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
             let job = Job {
                 trial: id.clone(),
                 spec: dir.join("spec.json"),
@@ -215,8 +212,6 @@ pub async fn run_trials(
         }
     }
     pb.finish_and_clear();
-    let _ = started;
-    let _ = by_id;
     Ok(done)
 }
 

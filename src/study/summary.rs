@@ -50,7 +50,6 @@ pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
     let per_proxy_trials = s.pretrain_setups.len() * grid;
     let full_train = catalog.train.items.len().max(1) as f64;
     let counts_train = catalog.train.class_counts(catalog.num_classes());
-    let counts_val = catalog.val.class_counts(catalog.num_classes());
 
     let proxies: Vec<ProxySummary> = loaded
         .proxy_rules()
@@ -83,7 +82,6 @@ pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
             }
         })
         .collect();
-    let _ = counts_val;
 
     let search_on_full = proxies.is_empty();
     let search_trials = if search_on_full { per_proxy_trials } else { proxies.iter().map(|p| p.trials).sum() };

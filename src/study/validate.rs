@@ -10,7 +10,6 @@ use super::locate::LocationIndex;
 use super::schema::Study;
 use crate::data::Catalog;
 use crate::data::augment::RandAugmentSpec;
-use crate::data::proxy::ProxyRule;
 use crate::device::DeviceSpec;
 
 /// Collects problems, locating each by its field path.
@@ -262,14 +261,9 @@ fn check_llrd(c: &mut Checker, field: &str, v: f64) {
 /// What needs the scanned dataset: proxies the dataset can supply.
 pub fn check_against_dataset(study: &Study, catalog: &Catalog, c: &mut Checker) {
     for (i, p) in study.proxies.iter().enumerate() {
-        let rule = ProxyRule { classes: p.classes, fraction: p.fraction };
-        if let Some(k) = p.classes {
-            if k > catalog.num_classes() {
-                c.fail(format!("proxies[{i}].classes"), format!("{k} classes asked for, but the dataset has only {}", catalog.num_classes()));
-                continue;
-            }
+        if let Some(k) = p.classes.filter(|k| *k > catalog.num_classes()) {
+            c.fail(format!("proxies[{i}].classes"), format!("{k} classes asked for, but the dataset has only {}", catalog.num_classes()));
         }
-        let _ = rule;
     }
     if catalog.train.items.is_empty() {
         c.fail("dataset", "the training split has no images");
