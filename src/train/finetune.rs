@@ -110,8 +110,9 @@ fn soft_ce(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (log_softmax(logits, 1) * targets).sum_dim(1).neg().mean()
 }
 
-fn to_images(b: &Batch, device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(b.images.clone(), [b.size, b.channels, b.height, b.width]), device)
+/// The batch's images as a tensor; takes the buffer rather than copying it.
+fn to_images(b: &mut Batch, device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(std::mem::take(&mut b.images), [b.size, b.channels, b.height, b.width]), device)
 }
 
 struct Eval {
@@ -124,11 +125,11 @@ fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransfo
     let model = model.valid();
     let k = classes.min(5);
     let (mut n, mut loss, mut c1, mut c5) = (0usize, 0f64, 0usize, 0usize);
-    for b in eval_batches(data, transform, batch) {
+    for mut b in eval_batches(data, transform, batch) {
         if b.size == 0 {
             continue;
         }
-        let logits = model.forward(to_images(&b, device));
+        let logits = model.forward(to_images(&mut b, device));
         let values: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits");
         for (row, &label) in values.chunks_exact(classes).zip(&b.labels) {
             let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -146,7 +147,9 @@ fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransfo
     Eval { loss: loss / n, top1: 100.0 * c1 as f64 / n, top5: 100.0 * c5 as f64 / n }
 }
 
-fn save_checkpoint(dir: &Path, model: &VisionTransformer, optim: &ModuleOptimizer, state: &ResumeState) -> Result<(), TrainError> {
+/// Write model, optimizer and progress into `dir` atomically: a new folder beside it, then swapped
+/// in, so a crash leaves the previous epoch's checkpoint whole. Shared by fine-tune and pre-training.
+pub(crate) fn save_checkpoint<M: Module, S: Serialize>(dir: &Path, model: &M, optim: &ModuleOptimizer, state: &S) -> Result<(), TrainError> {
     let tmp = dir.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
@@ -289,12 +292,12 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
         let (mut loss_sum, mut loss_n, mut images) = (0f64, 0usize, 0usize);
         let mut micro = 0usize;
         let mut lr_now = 0.0;
-        for b in loader.epoch(epoch as u64, 0).iter() {
+        for mut b in loader.epoch(epoch as u64, 0).iter() {
             if b.size == 0 {
                 continue;
             }
-            let x = to_images(&b, &ad);
-            let t = Tensor::<2>::from_data(TensorData::new(b.targets.clone(), [b.size, classes]), &ad);
+            let x = to_images(&mut b, &ad);
+            let t = Tensor::<2>::from_data(TensorData::new(std::mem::take(&mut b.targets), [b.size, classes]), &ad);
             let loss = soft_ce(model.forward(x), t);
             let value = loss.clone().into_scalar::<f32>() as f64;
             if !value.is_finite() {

@@ -17,7 +17,7 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use super::finetune::{TrainError, normalization};
+use super::finetune::{TrainError, normalization, save_checkpoint};
 use super::llrd::parameters;
 use super::schedule::{CosineSchedule, ScaledSchedule};
 use super::spec::write_atomic;
@@ -216,14 +216,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
                 eprintln!("epoch {:>3}: reconstruction loss {:.4}, {:.0} img/s", epoch, sum / n.max(1) as f64, images as f64 / t.elapsed().as_secs_f64());
             }
         });
-        let tmp = out.join("checkpoint.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp)(e.to_string()))?;
-        model.clone().save_file(tmp.join("model.bpk")).map_err(|e| io_err(&tmp)(e.to_string()))?;
-        optim.save(tmp.join("optim.bpk")).map_err(|e| io_err(&tmp)(e.to_string()))?;
-        write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(&st).unwrap().as_bytes()).map_err(|e| io_err(&tmp)(e.to_string()))?;
-        let _ = std::fs::remove_dir_all(&ckpt);
-        std::fs::rename(&tmp, &ckpt).map_err(|e| io_err(&ckpt)(e.to_string()))?;
+        save_checkpoint(&ckpt, &model, &optim, &st)?;
     }
     pb.finish_and_clear();
     let path = out.join("mae.safetensors");
