@@ -2,10 +2,11 @@
 # Efficient MAE pre-training of the demo's tiny ViT (4x4 patches) on Fashion-MNIST's training
 # split, then the same fine-tune on the fmnist-10pct proxy from it and from scratch.
 set -u
-cd "$(dirname "$0")"
-M=maestro
-S=studies/demo.yaml
-P=proxies/fmnist-10pct.manifest
+R="$(cd "$(dirname "$0")/../.." && pwd)"
+M="cargo run --quiet --manifest-path $R/Cargo.toml --bin maestro --"
+S=$R/studies/demo.yaml
+P=$R/proxies/fmnist-10pct.manifest
+mkdir -p "${OUT:-/tmp/maestro-pretrain-fmnist}" && cd "${OUT:-/tmp/maestro-pretrain-fmnist}"
 rm -rf pre ft-pre ft-scratch
 t0=$(date +%s)
 $M pretrain --study $S --set model.patch_size=4 --preset efficient --epochs 8 --warmup 1 --batch-size 256 \
