@@ -194,13 +194,19 @@ impl Store {
     }
 }
 
+/// burn's own format holds the whole module (and its parameter ids, which a resumed optimizer
+/// needs); it loads as it was saved.
+fn load_burnpack<M: Module>(model: &mut M, path: &Path) -> Result<LoadReport, CheckpointError> {
+    let loaded = model.clone().try_load_file(path).map_err(|e| CheckpointError::Read { path: path.into(), message: e.to_string() })?;
+    *model = loaded;
+    Ok(LoadReport { applied: model_params(model).len(), ..Default::default() })
+}
+
 /// Load weights into a fine-tune ViT.
 pub fn load(model: &mut VisionTransformer, path: &Path, mode: LoadMode, describe: &str) -> Result<LoadReport, CheckpointError> {
     let format = format_of(path)?;
     if let Format::Burnpack = format {
-        let loaded = model.clone().try_load_file(path).map_err(|e| CheckpointError::Read { path: path.into(), message: e.to_string() })?;
-        *model = loaded;
-        return Ok(LoadReport { applied: model_params(model).len(), ..Default::default() });
+        return load_burnpack(model, path);
     }
     let mut store = Store::open(path, &format)?;
     let ckpt = store.shapes().map_err(|message| CheckpointError::Read { path: path.into(), message })?;
@@ -279,9 +285,7 @@ pub fn load(model: &mut VisionTransformer, path: &Path, mode: LoadMode, describe
 pub fn load_exact<M: Module + ModuleSnapshot>(model: &mut M, path: &Path, describe: &str) -> Result<LoadReport, CheckpointError> {
     let format = format_of(path)?;
     if let Format::Burnpack = format {
-        let loaded = model.clone().try_load_file(path).map_err(|e| CheckpointError::Read { path: path.into(), message: e.to_string() })?;
-        *model = loaded;
-        return Ok(LoadReport { applied: model_params(model).len(), ..Default::default() });
+        return load_burnpack(model, path);
     }
     let mut store = Store::open(path, &format)?;
     let ckpt = store.shapes().map_err(|message| CheckpointError::Read { path: path.into(), message })?;

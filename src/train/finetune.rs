@@ -77,12 +77,17 @@ fn split_data(source: &Source, split: &str, items: Vec<Item>, channels: u8) -> R
     Ok(SplitData { reader: SplitReader::open(source, split)?, items, channels, failures: ReadFailures::default() })
 }
 
+/// The channels images are read with: 1 (grey) or 3 (colour).
+pub(crate) fn read_channels(in_chans: usize) -> Result<u8, TrainError> {
+    match in_chans {
+        1 => Ok(1),
+        3 => Ok(3),
+        c => Err(TrainError::Setup(format!("in_chans {c}: images are read as 1 (grey) or 3 (colour) channels"))),
+    }
+}
+
 fn load_data(spec: &FinetuneSpec) -> Result<Data, TrainError> {
-    let channels = match spec.model.in_chans {
-        1 => 1u8,
-        3 => 3u8,
-        c => return Err(TrainError::Setup(format!("in_chans {c}: images are read as 1 (grey) or 3 (colour) channels"))),
-    };
+    let channels = read_channels(spec.model.in_chans)?;
     let (train, val, classes) = match &spec.manifest {
         Some(path) => {
             let m = Manifest::read(path)?;

@@ -17,7 +17,7 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use super::finetune::{TrainError, normalization, save_checkpoint};
+use super::finetune::{TrainError, normalization, read_channels, save_checkpoint};
 use super::llrd::parameters;
 use super::schedule::{CosineSchedule, ScaledSchedule};
 use super::spec::write_atomic;
@@ -84,11 +84,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let ad = device.clone().autodiff();
     std::fs::create_dir_all(out).map_err(|e| io_err(out)(e.to_string()))?;
     write_atomic(&out.join("pretrain.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
-    let channels = match spec.model.in_chans {
-        1 => 1u8,
-        3 => 3u8,
-        c => return Err(TrainError::Setup(format!("in_chans {c}: images are read as 1 or 3 channels"))),
-    };
+    let channels = read_channels(spec.model.in_chans)?;
     // Only the training images: pre-training sees no labels (and no validation split).
     let (source, split, items) = match &spec.manifest {
         Some(p) => {
