@@ -79,9 +79,10 @@ enum InspectCommand {
     ParamGroups(ParamGroupsArgs),
 }
 
+/// What a training command trains on and where it writes (shared by finetune and pretrain).
 #[derive(Args)]
-struct FinetuneArgs {
-    /// Take dataset, model and recipe from this study.
+struct TrainArgs {
+    /// Take dataset, model (and recipe) from this study.
     #[arg(long)]
     study: Option<PathBuf>,
     /// Without --study: `fashion-mnist` or an ImageFolder root.
@@ -90,19 +91,10 @@ struct FinetuneArgs {
     /// Without --study: a model preset (default vit_base_patch16).
     #[arg(long, conflicts_with = "study")]
     model: Option<String>,
-    /// Train and evaluate on this proxy manifest instead of the whole dataset.
+    /// Train on this proxy manifest instead of the whole dataset.
     #[arg(long)]
     manifest: Option<PathBuf>,
-    /// Layer-wise LR decay (default: the recipe's layer_decay).
-    #[arg(long)]
-    llrd: Option<f64>,
-    /// Base learning rate (default: the recipe's blr).
-    #[arg(long)]
-    blr: Option<f64>,
-    /// A pre-trained encoder to start from (.pth, .safetensors, .bpk).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// Override a study field, e.g. --set finetune.epochs=5 --set finetune.mixup=0.
+    /// Override a study field, e.g. --set finetune.epochs=5 --set model.patch_size=7.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// cpu, cuda:N or wgpu.
@@ -113,7 +105,7 @@ struct FinetuneArgs {
     /// Stop after this many optimizer steps.
     #[arg(long)]
     max_steps: Option<usize>,
-    /// Output folder: result.json, checkpoint/ (resumable), model.safetensors.
+    /// Output folder (resumable: run the same command again to continue).
     #[arg(long)]
     out: PathBuf,
     /// No progress bar or per-epoch lines.
@@ -122,16 +114,24 @@ struct FinetuneArgs {
 }
 
 #[derive(Args)]
-struct PretrainArgs {
-    /// Take dataset and model from this study.
+struct FinetuneArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Layer-wise LR decay (default: the recipe's layer_decay).
     #[arg(long)]
-    study: Option<PathBuf>,
-    /// Without --study: `fashion-mnist` or an ImageFolder root.
-    #[arg(long, conflicts_with = "study")]
-    dataset: Option<String>,
-    /// Without --study: a model preset (default vit_base_patch16).
-    #[arg(long, conflicts_with = "study")]
-    model: Option<String>,
+    llrd: Option<f64>,
+    /// Base learning rate (default: the recipe's blr).
+    #[arg(long)]
+    blr: Option<f64>,
+    /// A pre-trained encoder to start from (.pth, .safetensors, .bpk).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PretrainArgs {
+    #[command(flatten)]
+    train: TrainArgs,
     /// Use this pre-training setup's `pretrain:` block from the study.
     #[arg(long, requires = "study", conflicts_with = "preset")]
     setup: Option<String>,
@@ -139,9 +139,6 @@ struct PretrainArgs {
     /// or `mae` (1600 epochs, mask 0.75, 8-block decoder, batch 4096).
     #[arg(long)]
     preset: Option<String>,
-    /// Pre-train on this proxy's training images instead of the whole training split.
-    #[arg(long)]
-    manifest: Option<PathBuf>,
     #[arg(long)]
     epochs: Option<f64>,
     /// Warmup epochs.
@@ -160,20 +157,6 @@ struct PretrainArgs {
     /// Base learning rate: lr = blr x batch / 256.
     #[arg(long)]
     blr: Option<f64>,
-    /// Override a study field, e.g. --set model.patch_size=7.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long)]
-    max_steps: Option<usize>,
-    /// Output folder: mae.safetensors (official key names), checkpoint/ (resumable), result.json.
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long)]
-    quiet: bool,
 }
 
 #[derive(Args)]
@@ -314,27 +297,27 @@ fn run(cli: Cli) -> Result<(), Error> {
             manifests.iter().try_for_each(|m| app::proxy::stats(m, decode))
         }
         Command::Finetune(a) => app::finetune::finetune(&app::finetune::FinetuneRequest {
-            study: a.study,
-            dataset: a.dataset,
-            model: a.model,
-            manifest: a.manifest,
+            study: a.train.study,
+            dataset: a.train.dataset,
+            model: a.train.model,
+            manifest: a.train.manifest,
             llrd: a.llrd,
             blr: a.blr,
             checkpoint: a.checkpoint,
-            sets: a.sets,
-            device: a.device,
-            seed: a.seed,
-            max_steps: a.max_steps,
-            out: a.out,
-            quiet: a.quiet,
+            sets: a.train.sets,
+            device: a.train.device,
+            seed: a.train.seed,
+            max_steps: a.train.max_steps,
+            out: a.train.out,
+            quiet: a.train.quiet,
         }),
         Command::Pretrain(a) => app::pretrain::pretrain(&app::pretrain::PretrainRequest {
-            study: a.study,
-            dataset: a.dataset,
-            model: a.model,
+            study: a.train.study,
+            dataset: a.train.dataset,
+            model: a.train.model,
             setup: a.setup,
             preset: a.preset,
-            manifest: a.manifest,
+            manifest: a.train.manifest,
             epochs: a.epochs,
             warmup: a.warmup,
             mask_ratio: a.mask_ratio,
@@ -343,12 +326,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             decoder_heads: a.decoder_heads,
             batch_size: a.batch_size,
             blr: a.blr,
-            sets: a.sets,
-            device: a.device,
-            seed: a.seed,
-            max_steps: a.max_steps,
-            out: a.out,
-            quiet: a.quiet,
+            sets: a.train.sets,
+            device: a.train.device,
+            seed: a.train.seed,
+            max_steps: a.train.max_steps,
+            out: a.train.out,
+            quiet: a.train.quiet,
         }),
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {
