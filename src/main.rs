@@ -113,6 +113,23 @@ struct TrainArgs {
     quiet: bool,
 }
 
+impl From<TrainArgs> for app::finetune::TrainTarget {
+    fn from(a: TrainArgs) -> Self {
+        app::finetune::TrainTarget {
+            study: a.study,
+            dataset: a.dataset,
+            model: a.model,
+            manifest: a.manifest,
+            sets: a.sets,
+            device: a.device,
+            seed: a.seed,
+            max_steps: a.max_steps,
+            out: a.out,
+            quiet: a.quiet,
+        }
+    }
+}
+
 #[derive(Args)]
 struct FinetuneArgs {
     #[command(flatten)]
@@ -297,27 +314,15 @@ fn run(cli: Cli) -> Result<(), Error> {
             manifests.iter().try_for_each(|m| app::proxy::stats(m, decode))
         }
         Command::Finetune(a) => app::finetune::finetune(&app::finetune::FinetuneRequest {
-            study: a.train.study,
-            dataset: a.train.dataset,
-            model: a.train.model,
-            manifest: a.train.manifest,
+            target: a.train.into(),
             llrd: a.llrd,
             blr: a.blr,
             checkpoint: a.checkpoint,
-            sets: a.train.sets,
-            device: a.train.device,
-            seed: a.train.seed,
-            max_steps: a.train.max_steps,
-            out: a.train.out,
-            quiet: a.train.quiet,
         }),
         Command::Pretrain(a) => app::pretrain::pretrain(&app::pretrain::PretrainRequest {
-            study: a.train.study,
-            dataset: a.train.dataset,
-            model: a.train.model,
+            target: a.train.into(),
             setup: a.setup,
             preset: a.preset,
-            manifest: a.train.manifest,
             epochs: a.epochs,
             warmup: a.warmup,
             mask_ratio: a.mask_ratio,
@@ -326,12 +331,6 @@ fn run(cli: Cli) -> Result<(), Error> {
             decoder_heads: a.decoder_heads,
             batch_size: a.batch_size,
             blr: a.blr,
-            sets: a.train.sets,
-            device: a.train.device,
-            seed: a.train.seed,
-            max_steps: a.train.max_steps,
-            out: a.train.out,
-            quiet: a.train.quiet,
         }),
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {

@@ -8,20 +8,25 @@ use crate::study::LoadedStudy;
 use crate::train::finetune::{self, TrainError};
 use crate::train::spec::{FinetuneResult, FinetuneSpec, RunStatus};
 
-pub struct FinetuneRequest {
+/// What a training command trains on and where it writes (finetune and pretrain alike).
+pub struct TrainTarget {
     pub study: Option<PathBuf>,
     pub dataset: Option<String>,
     pub model: Option<String>,
     pub manifest: Option<PathBuf>,
-    pub llrd: Option<f64>,
-    pub blr: Option<f64>,
-    pub checkpoint: Option<PathBuf>,
     pub sets: Vec<String>,
     pub device: String,
     pub seed: Option<u64>,
     pub max_steps: Option<usize>,
     pub out: PathBuf,
     pub quiet: bool,
+}
+
+pub struct FinetuneRequest {
+    pub target: TrainTarget,
+    pub llrd: Option<f64>,
+    pub blr: Option<f64>,
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// Apply `a.b.c=value` overrides (value in YAML) to a YAML text.
@@ -61,43 +66,44 @@ pub fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
 }
 
 /// A study from `--study` (with `--set` overrides), or one made from `--dataset` and `--model`.
-pub fn study_for_cli(study: &Option<PathBuf>, dataset: &Option<String>, model: &Option<String>, sets: &[String]) -> Result<LoadedStudy, Error> {
-    let (file, text) = match study {
+pub fn study_for_cli(t: &TrainTarget) -> Result<LoadedStudy, Error> {
+    let (file, text) = match &t.study {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
             (path.clone(), text)
         }
         None => {
-            let dataset = dataset.as_deref().ok_or_else(|| Error::Usage("give --study STUDY.yaml, or --dataset and --model".into()))?;
+            let dataset = t.dataset.as_deref().ok_or_else(|| Error::Usage("give --study STUDY.yaml, or --dataset and --model".into()))?;
             let ds = if dataset == "fashion-mnist" {
                 "{ kind: fashion-mnist }".to_string()
             } else {
                 format!("{{ kind: imagefolder, root: {} }}", serde_json::to_string(dataset).unwrap())
             };
-            let model = model.as_deref().unwrap_or("vit_base_patch16");
+            let model = t.model.as_deref().unwrap_or("vit_base_patch16");
             (PathBuf::from("<command line>"), format!("name: finetune\ndataset: {ds}\nmodel: {model}\n"))
         }
     };
-    let text = apply_sets(&text, sets)?;
+    let text = apply_sets(&text, &t.sets)?;
     Ok(LoadedStudy::from_text(&file, &text)?)
 }
 
 pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
-    let loaded = study_for_cli(&r.study, &r.dataset, &r.model, &r.sets)?;
+    let t = &r.target;
+    let loaded = study_for_cli(t)?;
     let s = &loaded.study;
     let model = s.model.shape().expect("validated");
     Ok(FinetuneSpec {
-        name: r.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "finetune".into()),
+        name: t.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "finetune".into()),
         source: loaded.source(),
-        manifest: r.manifest.clone(),
+        manifest: t.manifest.clone(),
         model,
         recipe: s.finetune.clone(),
         llrd: r.llrd.unwrap_or(s.finetune.layer_decay),
         blr: r.blr.unwrap_or(s.finetune.blr),
         checkpoint: r.checkpoint.clone(),
-        seed: r.seed.unwrap_or(s.seed),
-        device: r.device.clone(),
-        max_steps: r.max_steps,
+        seed: t.seed.unwrap_or(s.seed),
+        device: t.device.clone(),
+        max_steps: t.max_steps,
         eval_batch_size: 256,
     })
 }
@@ -131,8 +137,8 @@ fn report(result: &FinetuneResult, out: &Path) -> Result<(), Error> {
 
 pub fn finetune(r: &FinetuneRequest) -> Result<(), Error> {
     let spec = spec_from_request(r)?;
-    let result = finetune::run(&spec, &r.out, r.quiet).map_err(train_error)?;
-    report(&result, &r.out)
+    let result = finetune::run(&spec, &r.target.out, r.target.quiet).map_err(train_error)?;
+    report(&result, &r.target.out)
 }
 
 /// `maestro trial SPEC.json`: run a trial spec (or a bare fine-tune spec) into its folder.

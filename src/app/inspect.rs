@@ -49,14 +49,8 @@ pub fn param_groups(r: &ParamGroupsRequest) -> Result<(), Error> {
     let recipes = llrd::param_recipes(&model, depth, r.llrd, r.weight_decay);
 
     let lrs = r.at_step.map(|step| {
-        let schedule = CosineSchedule {
-            lr: r.blr * r.batch as f64 / 256.0,
-            min_lr: r.min_lr,
-            warmup_epochs: r.warmup,
-            epochs: r.epochs,
-            iters_per_epoch: r.iters_per_epoch,
-            accum_iter: r.accum,
-        };
+        // --batch is already the effective batch.
+        let schedule = CosineSchedule { accum_iter: r.accum, ..CosineSchedule::from_blr(r.blr, r.batch, 1, r.min_lr, r.warmup, r.epochs, r.iters_per_epoch) };
         // The trainer's own scheduler, started at `step`: what the optimizer would receive.
         let mut sched = llrd::scheduler(&recipes, &schedule, step);
         let lr = sched.step();

@@ -1,20 +1,16 @@
 //! `maestro pretrain`: MAE pre-training with the light recipe (or MAE's), from a study's
 //! dataset and model.
 
-use std::path::PathBuf;
 
-use super::finetune::{study_for_cli, train_error};
+use super::finetune::{TrainTarget, study_for_cli, train_error};
 use crate::Error;
 use crate::study::schema::PretrainRecipe;
 use crate::train::pretrain::{self, PretrainSpec};
 
 pub struct PretrainRequest {
-    pub study: Option<PathBuf>,
-    pub dataset: Option<String>,
-    pub model: Option<String>,
+    pub target: TrainTarget,
     pub setup: Option<String>,
     pub preset: Option<String>,
-    pub manifest: Option<PathBuf>,
     pub epochs: Option<f64>,
     pub warmup: Option<f64>,
     pub mask_ratio: Option<f64>,
@@ -23,16 +19,11 @@ pub struct PretrainRequest {
     pub decoder_heads: Option<usize>,
     pub batch_size: Option<usize>,
     pub blr: Option<f64>,
-    pub sets: Vec<String>,
-    pub device: String,
-    pub seed: Option<u64>,
-    pub max_steps: Option<usize>,
-    pub out: PathBuf,
-    pub quiet: bool,
 }
 
 pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
-    let loaded = study_for_cli(&r.study, &r.dataset, &r.model, &r.sets)?;
+    let t = &r.target;
+    let loaded = study_for_cli(t)?;
     let s = &loaded.study;
     let mut recipe = match (&r.setup, &r.preset) {
         (Some(name), _) => s
@@ -82,17 +73,17 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
     }
     let spec = PretrainSpec {
         source: loaded.source(),
-        manifest: r.manifest.clone(),
+        manifest: t.manifest.clone(),
         model: s.model.shape().expect("validated"),
         recipe,
-        seed: r.seed.unwrap_or(s.seed),
-        device: r.device.clone(),
-        max_steps: r.max_steps,
+        seed: t.seed.unwrap_or(s.seed),
+        device: t.device.clone(),
+        max_steps: t.max_steps,
     };
-    let result = pretrain::run(&spec, &r.out, r.quiet).map_err(train_error)?;
+    let result = pretrain::run(&spec, &t.out, t.quiet).map_err(train_error)?;
     println!(
         "{}: {} after {} steps; reconstruction loss by epoch {:?}; {:.0} img/s; checkpoint {}",
-        r.out.display(),
+        t.out.display(),
         result.status,
         result.steps,
         result.epoch_loss.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),

@@ -210,15 +210,8 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             data.train.items.len()
         )));
     }
-    let schedule = CosineSchedule {
-        lr: spec.blr * (batch * r.accum_iter) as f64 / 256.0,
-        min_lr: r.min_lr,
-        warmup_epochs: r.warmup_epochs,
-        epochs: r.epochs,
-        iters_per_epoch: ipe,
-        accum_iter: r.accum_iter,
-    };
-    let total_steps = spec.max_steps.map_or(schedule.total_steps(), |m| m.min(schedule.total_steps()));
+    let schedule = CosineSchedule::from_blr(spec.blr, batch, r.accum_iter, r.min_lr, r.warmup_epochs, r.epochs, ipe);
+    let total_steps = schedule.steps_capped(spec.max_steps);
 
     let shape = &spec.model;
     let normalize = normalization(&spec.source, shape.in_chans);

@@ -102,15 +102,8 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     if ipe == 0 {
         return Err(TrainError::Setup(format!("batch_size {batch} is larger than the {} training images", data.items.len())));
     }
-    let schedule = CosineSchedule {
-        lr: r.blr * (batch * r.accum_iter) as f64 / 256.0,
-        min_lr: r.min_lr,
-        warmup_epochs: r.warmup_epochs,
-        epochs: r.epochs,
-        iters_per_epoch: ipe,
-        accum_iter: r.accum_iter,
-    };
-    let total = spec.max_steps.map_or(schedule.total_steps(), |m| m.min(schedule.total_steps()));
+    let schedule = CosineSchedule::from_blr(r.blr, batch, r.accum_iter, r.min_lr, r.warmup_epochs, r.epochs, ipe);
+    let total = schedule.steps_capped(spec.max_steps);
     let transform = TrainTransform {
         input_size: spec.model.image_size,
         scale: (0.2, 1.0),

@@ -16,6 +16,17 @@ pub struct CosineSchedule {
 }
 
 impl CosineSchedule {
+    /// MAE's rule for the peak: lr = blr x effective batch / 256, with
+    /// effective batch = batch x accumulation.
+    pub fn from_blr(blr: f64, batch: usize, accum_iter: usize, min_lr: f64, warmup_epochs: f64, epochs: f64, iters_per_epoch: usize) -> Self {
+        CosineSchedule { lr: blr * (batch * accum_iter) as f64 / 256.0, min_lr, warmup_epochs, epochs, iters_per_epoch, accum_iter }
+    }
+
+    /// Optimizer steps to run: the whole schedule, or fewer when capped.
+    pub fn steps_capped(&self, max_steps: Option<usize>) -> usize {
+        max_steps.map_or(self.total_steps(), |m| m.min(self.total_steps()))
+    }
+
     /// Optimizer steps per epoch: one every `accum_iter` micro-batches.
     pub fn steps_per_epoch(&self) -> usize {
         self.iters_per_epoch.div_ceil(self.accum_iter.max(1)).max(1)
