@@ -1,7 +1,6 @@
 //! `maestro pretrain`: MAE pre-training with the light recipe (or MAE's), from a study's
 //! dataset and model.
 
-
 use super::finetune::{TrainTarget, study_for_cli, train_error};
 use crate::Error;
 use crate::study::schema::PretrainRecipe;
