@@ -44,6 +44,8 @@ enum Command {
     },
     /// The trial table of a run folder (also while it runs).
     Status { run_dir: PathBuf },
+    /// Cancel a run's Slurm jobs (scancel), leaving the journal consistent; `run` resumes it.
+    Cancel { run_dir: PathBuf },
     /// Regenerate a run's report (figures, tables, recipes, summary) from its folder.
     Report {
         run_dir: PathBuf,
@@ -308,6 +310,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Validate { study, json } => app::validate(&study, json),
         Command::Run { study, run_dir, report_dir, quiet } => app::run::run_study(&study, run_dir, report_dir, quiet),
         Command::Status { run_dir } => app::run::status(&run_dir),
+        Command::Cancel { run_dir } => app::run::cancel(&run_dir),
         Command::Report { run_dir, out } => app::run::report(&run_dir, out),
         Command::Proxy(ProxyCommand::Build(args)) => proxy_build(args),
         Command::Proxy(ProxyCommand::Stats { manifests, decode }) => {

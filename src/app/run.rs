@@ -40,6 +40,12 @@ pub fn status(run_dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+pub fn cancel(run_dir: &Path) -> Result<(), Error> {
+    let msg = crate::orchestrate::slurm::cancel(run_dir).map_err(Error::Usage)?;
+    println!("{msg}");
+    Ok(())
+}
+
 pub fn report(run_dir: &Path, out: Option<PathBuf>) -> Result<(), Error> {
     let out = match out {
         Some(o) => o,

@@ -19,6 +19,9 @@ pub enum Event {
     RunnerStopped { reason: String },
     Queued { trial: String, role: Role, proxy: Option<String>, setup: String, llrd: f64, blr: f64, repeat: usize },
     Running { trial: String, attempt: usize, pid: u32, slot: String },
+    /// Handed to a cluster scheduler as job `job` (Slurm: `<array job>_<task>`); running from
+    /// here on until an outcome is recorded.
+    Submitted { trial: String, attempt: usize, job: String },
     Heartbeat { trial: String, attempt: usize },
     Completed { trial: String, attempt: usize, top1: f64, top5: f64 },
     Diverged { trial: String, attempt: usize, step: Option<usize> },
@@ -119,6 +122,8 @@ pub struct TrialStatus {
     pub last_reason: Option<String>,
     pub started: Option<f64>,
     pub last_seen: Option<f64>,
+    /// The cluster job of the latest attempt, when it was submitted to one.
+    pub job: Option<String>,
     pub role: Option<Role>,
     pub proxy: Option<String>,
     pub setup: Option<String>,
@@ -139,6 +144,7 @@ pub fn replay(records: &[Record]) -> BTreeMap<String, TrialStatus> {
         last_reason: None,
         started: None,
         last_seen: None,
+        job: None,
         role: None,
         proxy: None,
         setup: None,
@@ -158,7 +164,7 @@ pub fn replay(records: &[Record]) -> BTreeMap<String, TrialStatus> {
                 s.blr = Some(*blr);
                 s.repeat = Some(*repeat);
             }
-            Event::Running { trial, attempt, .. } => {
+            Event::Running { trial, attempt, .. } | Event::Submitted { trial, attempt, .. } => {
                 let s = states.entry(trial.clone()).or_insert_with(blank);
                 // A finished trial is never reopened, whatever a confused writer says.
                 if !s.state.is_final() {
@@ -166,6 +172,10 @@ pub fn replay(records: &[Record]) -> BTreeMap<String, TrialStatus> {
                     s.attempts = s.attempts.max(*attempt);
                     s.started = Some(t);
                     s.last_seen = Some(t);
+                    s.job = match &r.event {
+                        Event::Submitted { job, .. } => Some(job.clone()),
+                        _ => None,
+                    };
                 }
             }
             Event::Heartbeat { trial, .. } => {

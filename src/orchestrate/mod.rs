@@ -1,5 +1,5 @@
 //! Running a study: the plan of trials, the journal, the lock, the executor seam (local child
-//! processes today), the scheduler, external command trials, and `maestro run` itself.
+//! processes, or Slurm array jobs), the scheduler, external command trials, and `maestro run` itself.
 
 pub mod command;
 pub mod executor;
@@ -8,4 +8,5 @@ pub mod lock;
 pub mod plan;
 pub mod run;
 pub mod scheduler;
+pub mod slurm;
 pub mod status;

@@ -12,10 +12,11 @@ use super::journal::{self, Event, Journal, TrialState};
 use super::lock::RunLock;
 use super::plan::{self, BASELINE_BLR, BASELINE_LLRD, PlanContext, Point, Role, TrialSpec};
 use super::scheduler::{self, Finished, SchedulerConfig};
+use super::slurm::{self, SlurmExecutor};
 use crate::analysis::recommend;
 use crate::data::proxy;
 use crate::study::LoadedStudy;
-use crate::study::schema::TrialKind;
+use crate::study::schema::{ExecutorKind, TrialKind};
 
 pub struct RunOptions {
     pub run_dir: PathBuf,
@@ -73,10 +74,16 @@ fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(),
     crate::train::spec::write_atomic(&path, text.as_bytes()).map_err(io(&path))
 }
 
+/// Where trials run: child processes on slots of this machine, or Slurm jobs.
+enum Backend {
+    Local(Box<dyn Executor>),
+    Slurm(SlurmExecutor),
+}
+
 struct Runner {
     run_dir: PathBuf,
     journal: Journal,
-    executor: Box<dyn Executor>,
+    backend: Backend,
     cfg: SchedulerConfig,
     stop: watch::Receiver<bool>,
     failed: Vec<String>,
@@ -87,14 +94,17 @@ impl Runner {
     /// Run the trials that are not done yet; returns false when stopped.
     async fn run(&mut self, trials: Vec<TrialSpec>) -> Result<bool, String> {
         let journal_path = self.journal.path().to_path_buf();
-        let states = journal::replay(&journal::read(&journal_path)?);
-        let device = match self.cfg.slots.first().map(|s| s.device) {
-            Some(crate::device::DeviceSpec::Cuda(_)) => "cuda:0".to_string(),
-            Some(d) => d.to_string(),
-            None => "cpu".into(),
+        let records = journal::read(&journal_path)?;
+        let states = journal::replay(&records);
+        let device = match (&self.backend, self.cfg.slots.first().map(|s| s.device)) {
+            (Backend::Slurm(s), _) => s.device(),
+            (_, Some(crate::device::DeviceSpec::Cuda(_))) => "cuda:0".to_string(),
+            (_, Some(d)) => d.to_string(),
+            (_, None) => "cpu".into(),
         };
         let mut pending = Vec::new();
         let mut failures = BTreeMap::new();
+        let mut attached = BTreeMap::new();
         for t in trials {
             write_spec(&self.run_dir, &t, &device)?;
             match states.get(&t.id) {
@@ -117,21 +127,38 @@ impl Runner {
                     self.failed.push(t.id.clone());
                 }
                 Some(s) => {
-                    if s.state == TrialState::Running {
-                        // Its runner is gone (we hold the lock): the trial died with it.
-                        self.journal.append(Event::Stale { trial: t.id.clone(), attempt: s.attempts }).map_err(io(&journal_path))?;
-                    }
                     failures.insert(t.id.clone(), s.failures);
-                    pending.push(t);
+                    match (&s.job, &self.backend) {
+                        // A Slurm job outlives its runner: watch it again instead of resubmitting.
+                        (Some(job), Backend::Slurm(_)) if s.state == TrialState::Running => {
+                            attached.insert(t.id.clone(), (job.clone(), s.attempts));
+                        }
+                        _ => {
+                            if s.state == TrialState::Running {
+                                // Its runner is gone (we hold the lock): the trial died with it.
+                                self.journal.append(Event::Stale { trial: t.id.clone(), attempt: s.attempts }).map_err(io(&journal_path))?;
+                            }
+                            pending.push(t);
+                        }
+                    }
                 }
             }
         }
-        if pending.is_empty() {
+        if pending.is_empty() && attached.is_empty() {
             return Ok(true);
         }
-        let done = scheduler::run_trials(pending, failures, &self.run_dir, &mut self.journal, self.executor.as_ref(), &self.cfg, self.stop.clone())
-            .await
-            .map_err(io(&journal_path))?;
+        let done = match &self.backend {
+            Backend::Local(executor) => {
+                scheduler::run_trials(pending, failures, &self.run_dir, &mut self.journal, executor.as_ref(), &self.cfg, self.stop.clone())
+                    .await
+                    .map_err(io(&journal_path))?
+            }
+            Backend::Slurm(slurm) => {
+                let (known, _) = slurm::journal_jobs(&records);
+                let ids = pending.into_iter().map(|t| t.id).collect();
+                slurm.run_trials(ids, failures, attached, known, &mut self.journal, &self.cfg, self.stop.clone()).await?
+            }
+        };
         for (id, f) in &done {
             match f {
                 Finished::Failed(_) => self.failed.push(id.clone()),
@@ -222,7 +249,10 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     let mut runner = Runner {
         run_dir: opts.run_dir.clone(),
         journal,
-        executor: Box::new(LocalExecutor::new()?),
+        backend: match s.execution.executor {
+            ExecutorKind::Local => Backend::Local(Box::new(LocalExecutor::new()?)),
+            ExecutorKind::Slurm => Backend::Slurm(SlurmExecutor::new(&s.name, &opts.run_dir, &s.execution)?),
+        },
         cfg,
         stop: stop_rx,
         failed: Vec::new(),

@@ -157,26 +157,16 @@ pub async fn run_trials(
                         journal.append(Event::Interrupted { trial: id.clone(), attempt })?;
                         Finished::Interrupted
                     }
-                    Outcome::Exited { code, signal } => match read_result(&dir) {
-                        Some(r) if r.status == RunStatus::Completed => {
-                            journal.append(Event::Completed { trial: id.clone(), attempt, top1: r.top1, top5: r.top5 })?;
-                            if best.as_ref().is_none_or(|(b, _)| r.top1 > *b) {
-                                best = Some((r.top1, id.clone()));
+                    Outcome::Exited { code, signal } => {
+                        let no_result = format!("{}; no result (see {})", describe_exit(code, signal), dir.join("log.txt").display());
+                        let f = settle(journal, &dir, &id, attempt, &mut failures, &mut queue, cfg.max_retries, no_result)?;
+                        if let Finished::Completed(top1) = f {
+                            if best.as_ref().is_none_or(|(b, _)| top1 > *b) {
+                                best = Some((top1, id.clone()));
                             }
-                            Finished::Completed(r.top1)
                         }
-                        Some(r) if r.status == RunStatus::Diverged => {
-                            journal.append(Event::Diverged { trial: id.clone(), attempt, step: r.diverged_at_step })?;
-                            Finished::Diverged
-                        }
-                        other => {
-                            let reason = match other {
-                                Some(r) => r.error.unwrap_or_else(|| "failed".into()),
-                                None => format!("{}; no result (see {})", describe_exit(code, signal), dir.join("log.txt").display()),
-                            };
-                            retry_or_fail(journal, &mut failures, &mut queue, &id, attempt, reason, cfg.max_retries)?
-                        }
-                    },
+                        f
+                    }
                     Outcome::Cancelled => unreachable!("handled by the first arm"),
                     Outcome::TimedOut(t) => {
                         let reason = format!("timed out after {:.0} s", t.as_secs_f64());
@@ -184,13 +174,7 @@ pub async fn run_trials(
                     }
                 };
                 if !matches!(finished, Finished::Interrupted) || stopping {
-                    let line = match &finished {
-                        Finished::Completed(t) => format!("done    {id}: top-1 {t:.2}%"),
-                        Finished::Diverged => format!("diverged {id}"),
-                        Finished::Failed(r) => format!("FAILED  {id}: {r}"),
-                        Finished::Interrupted => format!("stopped {id}"),
-                    };
-                    pb.suspend(|| if !cfg.quiet { eprintln!("{line}") });
+                    pb.suspend(|| if !cfg.quiet { eprintln!("{}", finished.line(&id)) });
                 }
                 if !queue.contains(&id) {
                     done.insert(id, finished);
@@ -215,7 +199,59 @@ pub async fn run_trials(
     Ok(done)
 }
 
-fn retry_or_fail(
+impl Finished {
+    /// The line printed when a trial ends.
+    pub fn line(&self, id: &str) -> String {
+        match self {
+            Finished::Completed(t) => format!("done    {id}: top-1 {t:.2}%"),
+            Finished::Diverged => format!("diverged {id}"),
+            Finished::Failed(r) => format!("FAILED  {id}: {r}"),
+            Finished::Interrupted => format!("stopped {id}"),
+        }
+    }
+}
+
+/// Decide how an ended attempt went and journal it. The trial's result file decides, never the
+/// process's or the cluster's word alone (a cluster may call a failed job completed);
+/// `no_result` says why when there is no result file. A failure is queued again while retries
+/// are left.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn settle(
+    journal: &mut Journal,
+    dir: &Path,
+    id: &str,
+    attempt: usize,
+    failures: &mut BTreeMap<String, usize>,
+    queue: &mut VecDeque<String>,
+    max_retries: usize,
+    no_result: String,
+) -> std::io::Result<Finished> {
+    if let Some(f) = settle_if_finished(journal, dir, id, attempt)? {
+        return Ok(f);
+    }
+    let reason = match read_result(dir) {
+        Some(r) => r.error.unwrap_or_else(|| "failed".into()),
+        None => no_result,
+    };
+    retry_or_fail(journal, failures, queue, id, attempt, reason, max_retries)
+}
+
+/// Journal the attempt's result when it finished for good (completed or diverged); None otherwise.
+pub(super) fn settle_if_finished(journal: &mut Journal, dir: &Path, id: &str, attempt: usize) -> std::io::Result<Option<Finished>> {
+    match read_result(dir) {
+        Some(r) if r.status == RunStatus::Completed => {
+            journal.append(Event::Completed { trial: id.to_string(), attempt, top1: r.top1, top5: r.top5 })?;
+            Ok(Some(Finished::Completed(r.top1)))
+        }
+        Some(r) if r.status == RunStatus::Diverged => {
+            journal.append(Event::Diverged { trial: id.to_string(), attempt, step: r.diverged_at_step })?;
+            Ok(Some(Finished::Diverged))
+        }
+        _ => Ok(None),
+    }
+}
+
+pub(super) fn retry_or_fail(
     journal: &mut Journal,
     failures: &mut BTreeMap<String, usize>,
     queue: &mut VecDeque<String>,

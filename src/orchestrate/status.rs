@@ -35,7 +35,13 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
             durations.push(b - a);
         }
         let note = match s.state {
-            TrialState::Running => s.last_seen.map(|t| format!("{:.0} s since last heartbeat", now - t)).unwrap_or_default(),
+            TrialState::Running => {
+                let beat = s.last_seen.map(|t| format!("{:.0} s since last heartbeat", now - t)).unwrap_or_default();
+                match &s.job {
+                    Some(job) => format!("Slurm job {job}; {beat}"),
+                    None => beat,
+                }
+            }
             _ => s.last_reason.clone().unwrap_or_default(),
         };
         let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());

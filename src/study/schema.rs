@@ -391,6 +391,8 @@ impl Default for TransferSpec {
 #[serde(rename_all = "kebab-case")]
 pub enum ExecutorKind {
     Local,
+    /// Each round of trials is one `sbatch --array` job; see `orchestrate::slurm`.
+    Slurm,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -402,6 +404,23 @@ pub struct ExecutionSpec {
     pub max_retries: usize,
     /// Per-trial wall-clock limit in seconds.
     pub trial_timeout_s: Option<f64>,
+    // Slurm only (`executor: slurm`); each maps to the sbatch option of the same name.
+    pub partition: Option<String>,
+    /// e.g. `gpu:1`; with a GPU in it, trials train on `cuda:0` (Slurm sets CUDA_VISIBLE_DEVICES).
+    pub gres: Option<String>,
+    pub cpus_per_task: Option<usize>,
+    /// e.g. `32G`.
+    pub mem: Option<String>,
+    /// Slurm's time limit per trial, e.g. `12:00:00`; defaults to `trial_timeout_s` rounded up to minutes.
+    pub time: Option<String>,
+    /// At most this many trials of a round run at once (`--array=0-N%K`).
+    pub array_parallelism: Option<usize>,
+    /// More sbatch options, passed as given: `["--qos=high", "--account=vision"]`.
+    pub extra_sbatch_args: Vec<String>,
+    /// Shell lines run before each trial, e.g. `module load cuda/12.4`.
+    pub setup: Option<String>,
+    /// Seconds between polls of the queue.
+    pub poll_s: f64,
 }
 
 impl Default for ExecutionSpec {
@@ -411,6 +430,15 @@ impl Default for ExecutionSpec {
             devices: vec!["cpu".into()],
             max_retries: 2,
             trial_timeout_s: None,
+            partition: None,
+            gres: None,
+            cpus_per_task: None,
+            mem: None,
+            time: None,
+            array_parallelism: None,
+            extra_sbatch_args: Vec::new(),
+            setup: None,
+            poll_s: 10.0,
         }
     }
 }

@@ -250,6 +250,39 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     if let Some(t) = study.execution.trial_timeout_s {
         c.positive("execution.trial_timeout_s", t, "trial_timeout_s");
     }
+    let e = &study.execution;
+    if e.executor == crate::study::schema::ExecutorKind::Local {
+        let slurm_only = [
+            ("partition", e.partition.is_some()),
+            ("gres", e.gres.is_some()),
+            ("cpus_per_task", e.cpus_per_task.is_some()),
+            ("mem", e.mem.is_some()),
+            ("time", e.time.is_some()),
+            ("array_parallelism", e.array_parallelism.is_some()),
+            ("extra_sbatch_args", !e.extra_sbatch_args.is_empty()),
+            ("setup", e.setup.is_some()),
+        ];
+        for (key, set) in slurm_only {
+            if set {
+                c.fail_hint(format!("execution.{key}"), format!("`{key}` is a Slurm setting, but the executor is local"), Some("add `executor: slurm`, or remove it"));
+            }
+        }
+    } else {
+        if e.cpus_per_task == Some(0) {
+            c.fail("execution.cpus_per_task", "cpus_per_task must be at least 1");
+        }
+        if e.array_parallelism == Some(0) {
+            c.fail("execution.array_parallelism", "array_parallelism must be at least 1");
+        }
+        for (key, v) in [("partition", &e.partition), ("gres", &e.gres), ("mem", &e.mem), ("time", &e.time)] {
+            if let Some(v) = v {
+                if v.trim().is_empty() || v.chars().any(char::is_whitespace) {
+                    c.fail(format!("execution.{key}"), format!("`{v}` is not a valid sbatch --{} value", key.replace('_', "-")));
+                }
+            }
+        }
+    }
+    c.positive("execution.poll_s", e.poll_s, "poll_s");
 }
 
 fn check_llrd(c: &mut Checker, field: &str, v: f64) {
