@@ -176,6 +176,9 @@ struct PretrainArgs {
     /// Base learning rate: lr = blr x batch / 256.
     #[arg(long)]
     blr: Option<f64>,
+    /// SupMAE: add the supervised branch on the visible tokens (loss + 0.01 x CE(logits / 10)).
+    #[arg(long)]
+    supmae: bool,
 }
 
 #[derive(Args)]
@@ -334,6 +337,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             decoder_heads: a.decoder_heads,
             batch_size: a.batch_size,
             blr: a.blr,
+            supmae: a.supmae,
         }),
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {

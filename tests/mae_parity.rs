@@ -37,6 +37,7 @@ fn loss_mask_and_prediction_match_the_official_model() {
         decoder_depth: u("decoder_depth"),
         decoder_num_heads: u("decoder_num_heads"),
         norm_pix_loss: c["norm_pix_loss"].as_bool().unwrap(),
+        supervised_classes: None,
     };
     let dev = Device::flex();
     let mut model = cfg.init(&dev);
@@ -45,7 +46,7 @@ fn loss_mask_and_prediction_match_the_official_model() {
 
     let imgs = Tensor::<4>::from_data(TensorData::new(floats(&io["input"]), [2, 3, 32, 32]), &dev);
     let noise = Tensor::<2>::from_data(TensorData::new(floats(&io["noise"]), [2, 16]), &dev);
-    let out = model.forward(imgs, noise, io["mask_ratio"].as_f64().unwrap());
+    let out = model.forward(imgs, noise, io["mask_ratio"].as_f64().unwrap(), None);
 
     let mask = out.mask.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
     assert_eq!(mask, floats(&io["mask"]), "the mask must be identical");
@@ -63,4 +64,59 @@ fn loss_mask_and_prediction_match_the_official_model() {
     for (i, (g, w)) in pred.iter().zip(&want).enumerate() {
         assert!((g - w).abs() <= 1e-4 * scale, "pred[{i}]: {g} vs {w}");
     }
+}
+
+/// SupMAE (enyac-group/supmae models_supmae.py, in training mode as in pre-training): the same
+/// reconstruction loss, the same logits from the visible tokens, and the same total loss
+/// rec + 0.01 x CE(logits / 10). Fixture: scripts/fixtures/supmae_official_parity.py.
+#[test]
+fn supmae_logits_and_loss_match_the_official_model() {
+    let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("supmae_parity_io.json")).unwrap()).unwrap();
+    let c = &io["config"];
+    let u = |k: &str| c[k].as_u64().unwrap() as usize;
+    let cfg = MaeConfig {
+        encoder: VitShape {
+            image_size: u("img_size"),
+            patch_size: u("patch_size"),
+            in_chans: u("in_chans"),
+            embed_dim: u("embed_dim"),
+            depth: u("depth"),
+            num_heads: u("num_heads"),
+            mlp_ratio: c["mlp_ratio"].as_f64().unwrap(),
+        },
+        decoder_embed_dim: u("decoder_embed_dim"),
+        decoder_depth: u("decoder_depth"),
+        decoder_num_heads: u("decoder_num_heads"),
+        norm_pix_loss: true,
+        supervised_classes: Some(u("nb_classes")),
+    };
+    assert_eq!(u("cls_hidden_mlp"), 4 * u("embed_dim"));
+    // Training mode: BatchNorm1d normalises with the batch's statistics.
+    let dev = Device::flex().autodiff();
+    let mut model = cfg.init(&dev);
+    let report = checkpoint::load_exact(&mut model, &fixture("supmae_parity.pth"), "supmae parity").unwrap();
+    assert!(report.unused.iter().all(|k| k == "cls_head.1.num_batches_tracked"), "{report}");
+
+    let n = io["labels"].as_array().unwrap().len();
+    let imgs = Tensor::<4>::from_data(TensorData::new(floats(&io["input"]), [n, 3, 32, 32]), &dev);
+    let noise = Tensor::<2>::from_data(TensorData::new(floats(&io["noise"]), [n, 16]), &dev);
+    let labels: Vec<i64> = io["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let labels = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(labels, [n]), &dev);
+    let out = model.forward(imgs, noise, io["mask_ratio"].as_f64().unwrap(), Some(labels));
+
+    assert_eq!(out.mask.into_data().convert::<f32>().try_into_vec::<f32>().unwrap(), floats(&io["mask"]));
+    let rel = |got: f64, want: f64| ((got - want) / want).abs();
+    let rec = out.rec_loss.into_scalar::<f32>() as f64;
+    assert!(rel(rec, io["rec_loss"].as_f64().unwrap()) < 1e-4, "reconstruction {rec} vs {}", io["rec_loss"]);
+    let logits = out.logits.expect("SupMAE has logits").into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let want = floats(&io["logits"]);
+    assert_eq!(logits.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in logits.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * scale, "logits[{i}]: {g} vs {w}");
+    }
+    let loss = out.loss.into_scalar::<f32>() as f64;
+    assert!(rel(loss, io["loss"].as_f64().unwrap()) < 1e-4, "total {loss} vs {}", io["loss"]);
+    // The supervised branch really adds to the loss (0.01 x CE, about 0.016 here).
+    assert!(loss - rec > 1e-3);
 }

@@ -44,3 +44,35 @@ fn bad_pretraining_settings_are_user_errors() {
     c.args(["pretrain", "--study", "s.yaml", "--decoder-dim", "30", "--decoder-heads", "4", "--out", "x"]);
     run(c).code_is(2).stderr_has("heads must divide the width");
 }
+
+#[test]
+fn supmae_trains_its_supervised_branch_and_writes_official_names() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 16, 4);
+    dir.write(
+        "s.yaml",
+        "name: s\ndataset: { kind: imagefolder, root: data }\n\
+         model: { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2 }\n\
+         finetune: { epochs: 1, warmup_epochs: 0, batch_size: 8, eval_crop_pct: 1.0 }\n",
+    );
+    let mut c = dir.maestro();
+    c.args(["pretrain", "--study", "s.yaml", "--supmae", "--epochs", "2", "--warmup", "1", "--batch-size", "8", "--decoder-dim", "16"]);
+    c.args(["--decoder-heads", "2", "--out", "pre", "--quiet"]);
+    run(c).success().stdout_has("SupMAE classification loss");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("pre/result.json")).unwrap()).unwrap();
+    let cls: Vec<f64> = r["epoch_cls_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    // 0.01 x CE(logits / 10) over 3 classes starts near 0.01 x ln 3.
+    assert_eq!(cls.len(), 2);
+    assert!(cls.iter().all(|l| *l > 0.005 && *l < 0.02), "{cls:?}");
+    // The head is written under the official nn.Sequential names.
+    let bytes = std::fs::read(dir.join("pre/mae.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    for key in ["cls_head.0.weight", "cls_head.1.weight", "cls_head.1.running_var", "cls_head.3.bias"] {
+        assert!(header.get(key).is_some(), "{key} missing from {:?}", header.as_object().unwrap().keys().collect::<Vec<_>>());
+    }
+    assert_eq!(header["cls_head.0.weight"]["shape"], serde_json::json!([128, 32]));
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "s.yaml", "--checkpoint", "pre/mae.safetensors", "--out", "ft"]);
+    run(c).success().stderr_has("newly initialised: fc_norm.weight, fc_norm.bias, head.weight, head.bias");
+}

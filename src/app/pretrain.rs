@@ -18,6 +18,7 @@ pub struct PretrainRequest {
     pub decoder_heads: Option<usize>,
     pub batch_size: Option<usize>,
     pub blr: Option<f64>,
+    pub supmae: bool,
 }
 
 pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
@@ -64,6 +65,7 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
     if let Some(v) = r.blr {
         recipe.blr = v;
     }
+    recipe.supmae |= r.supmae;
     if !(recipe.mask_ratio > 0.0 && recipe.mask_ratio < 1.0) {
         return Err(Error::Usage(format!("--mask-ratio must be in (0, 1), got {}", recipe.mask_ratio)));
     }
@@ -80,12 +82,14 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
         max_steps: t.max_steps,
     };
     let result = pretrain::run(&spec, &t.out, t.quiet).map_err(train_error)?;
+    let round = |v: &[f64]| v.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>();
+    let cls = if result.epoch_cls_loss.is_empty() { String::new() } else { format!("; SupMAE classification loss {:?}", round(&result.epoch_cls_loss)) };
     println!(
-        "{}: {} after {} steps; reconstruction loss by epoch {:?}; {:.0} img/s; checkpoint {}",
+        "{}: {} after {} steps; reconstruction loss by epoch {:?}{cls}; {:.0} img/s; checkpoint {}",
         t.out.display(),
         result.status,
         result.steps,
-        result.epoch_loss.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>(),
+        round(&result.epoch_loss),
         result.images_per_s,
         result.checkpoint.display()
     );

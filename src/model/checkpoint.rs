@@ -126,6 +126,18 @@ fn format_of(path: &Path) -> Result<Format, CheckpointError> {
     }
 }
 
+fn regex_escape(s: &str) -> String {
+    s.replace('.', r"\.")
+}
+
+/// Read official layer names that burn cannot spell as field names (SupMAE's `cls_head.0`).
+fn official_names(mut store: PytorchStore) -> PytorchStore {
+    for (burn, official) in crate::model::mae::CLS_HEAD_KEYS {
+        store = store.with_key_remapping(format!("^{}", regex_escape(official)), burn);
+    }
+    store
+}
+
 /// A store over the file; `.pth` files are read under `model` when they have that key.
 enum Store {
     Pth(PytorchStore),
@@ -140,17 +152,23 @@ impl Store {
         }
         match format {
             Format::Pth => {
-                let mut with_key = PytorchStore::from_file(path).with_top_level_key("model");
+                let mut with_key = official_names(PytorchStore::from_file(path).with_top_level_key("model"));
                 match with_key.keys() {
                     Ok(keys) if !keys.is_empty() => Ok(Store::Pth(with_key)),
                     _ => {
-                        let mut bare = PytorchStore::from_file(path);
+                        let mut bare = official_names(PytorchStore::from_file(path));
                         bare.keys().map_err(|e| read_err(format!("not a readable PyTorch checkpoint: {e}")))?;
                         Ok(Store::Pth(bare))
                     }
                 }
             }
-            Format::Safetensors => Ok(Store::St(SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter))),
+            Format::Safetensors => {
+                let mut st = SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter);
+                for (burn, official) in crate::model::mae::CLS_HEAD_KEYS {
+                    st = st.with_key_remapping(format!("^{}", regex_escape(official)), burn);
+                }
+                Ok(Store::St(st))
+            }
             Format::Burnpack => unreachable!("burnpack is loaded natively"),
         }
     }

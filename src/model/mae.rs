@@ -4,7 +4,9 @@
 //! `*_full.pth` checkpoints load and an encoder written here loads in the official fine-tune.
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, Linear};
+use burn::tensor::activation::relu;
+use burn::tensor::loss::cross_entropy_with_logits;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use super::config::VitShape;
@@ -18,7 +20,33 @@ pub struct MaeConfig {
     pub decoder_depth: usize,
     pub decoder_num_heads: usize,
     pub norm_pix_loss: bool,
+    /// SupMAE: classes of the supervised branch on the visible tokens; None for plain MAE.
+    pub supervised_classes: Option<usize>,
 }
+
+/// SupMAE's supervised branch (enyac-group/supmae models_supmae.py, `cls_head`): Linear(D, 4D)
+/// -> BatchNorm1d -> ReLU -> Linear(4D, classes). In checkpoints the layers are `cls_head.0`,
+/// `cls_head.1` and `cls_head.3`, as in the nn.Sequential of the official file.
+#[derive(Module, Debug)]
+pub struct ClsHead {
+    pub fc1: Linear,
+    pub bn: BatchNorm,
+    pub fc2: Linear,
+}
+
+impl ClsHead {
+    /// [N, D] -> [N, classes]
+    pub fn forward(&self, feat: Tensor<2>) -> Tensor<2> {
+        self.fc2.forward(relu(self.bn.forward(self.fc1.forward(feat))))
+    }
+}
+
+/// (burn path prefix, official key prefix) of the SupMAE head's layers.
+pub const CLS_HEAD_KEYS: [(&str, &str); 3] = [("cls_head.fc1.", "cls_head.0."), ("cls_head.bn.", "cls_head.1."), ("cls_head.fc2.", "cls_head.3.")];
+
+/// SupMAE's loss weights (main_pretrain_supmae.py defaults): CE on logits / 10, times 0.01.
+pub const SUPMAE_TEMPERATURE: f64 = 10.0;
+pub const SUPMAE_CLS_LOSS_RATIO: f64 = 0.01;
 
 #[derive(Module, Debug)]
 pub struct MaskedAutoencoder {
@@ -37,14 +65,20 @@ pub struct MaskedAutoencoder {
     pub decoder_blocks: Vec<Block>,
     pub decoder_norm: LayerNorm,
     pub decoder_pred: Linear,
+    /// SupMAE only.
+    pub cls_head: Option<ClsHead>,
     pub patch_size: usize,
     pub norm_pix_loss: bool,
 }
 
 /// What one forward pass gives.
 pub struct MaeOutput {
-    /// Mean squared error on the removed patches.
+    /// What training minimises: the reconstruction loss, plus SupMAE's weighted cross-entropy.
     pub loss: Tensor<1>,
+    /// Mean squared error on the removed patches.
+    pub rec_loss: Tensor<1>,
+    /// SupMAE's logits [batch, classes] from the visible tokens.
+    pub logits: Option<Tensor<2>>,
     /// [batch, patches, p*p*channels]
     pub pred: Tensor<3>,
     /// [batch, patches], 1 = removed.
@@ -74,6 +108,11 @@ impl MaeConfig {
             decoder_blocks: (0..self.decoder_depth).map(|_| block(dd, self.decoder_num_heads, s.mlp_ratio, 0.0, true, device)).collect(),
             decoder_norm: layer_norm(dd, device),
             decoder_pred: linear_xavier(dd, p * p * s.in_chans, device),
+            cls_head: self.supervised_classes.map(|k| ClsHead {
+                fc1: linear_xavier(d, 4 * d, device),
+                bn: BatchNormConfig::new(4 * d).init(device),
+                fc2: linear_xavier(4 * d, k, device),
+            }),
             patch_size: p,
             norm_pix_loss: self.norm_pix_loss,
         }
@@ -160,11 +199,30 @@ impl MaskedAutoencoder {
         (per_patch * mask.clone()).sum() / mask.sum()
     }
 
-    pub fn forward(&self, imgs: Tensor<4>, noise: Tensor<2>, mask_ratio: f64) -> MaeOutput {
+    /// SupMAE's logits: the mean of the visible patch tokens (not the class token) through the head.
+    pub fn forward_classification(&self, latent: Tensor<3>) -> Option<Tensor<2>> {
+        let head = self.cls_head.as_ref()?;
+        let [n, t, d] = latent.dims();
+        let feat = latent.slice([0..n, 1..t, 0..d]).mean_dim(1).reshape([n, d]);
+        Some(head.forward(feat))
+    }
+
+    /// `labels` are needed for SupMAE (and ignored by plain MAE).
+    pub fn forward(&self, imgs: Tensor<4>, noise: Tensor<2>, mask_ratio: f64, labels: Option<Tensor<1, Int>>) -> MaeOutput {
         let (latent, mask, ids_restore) = self.forward_encoder(imgs.clone(), noise, mask_ratio);
-        let pred = self.forward_decoder(latent, ids_restore.clone());
-        let loss = self.forward_loss(imgs, pred.clone(), mask.clone());
-        MaeOutput { loss, pred, mask, ids_restore }
+        let pred = self.forward_decoder(latent.clone(), ids_restore.clone());
+        let rec_loss = self.forward_loss(imgs, pred.clone(), mask.clone());
+        let logits = self.forward_classification(latent);
+        let loss = match (&logits, labels) {
+            (Some(logits), Some(labels)) => {
+                let k = logits.dims()[1];
+                let targets = labels.one_hot(k).float();
+                let ce = cross_entropy_with_logits(logits.clone() / SUPMAE_TEMPERATURE, targets);
+                rec_loss.clone() + ce * SUPMAE_CLS_LOSS_RATIO
+            }
+            _ => rec_loss.clone(),
+        };
+        MaeOutput { loss, rec_loss, logits, pred, mask, ids_restore }
     }
 }
 
@@ -181,6 +239,7 @@ mod tests {
             decoder_depth: 1,
             decoder_num_heads: 2,
             norm_pix_loss: true,
+            supervised_classes: None,
         };
         let m = cfg.init(&dev);
         let vals: Vec<f32> = (0..48).map(|v| v as f32).collect();

@@ -33,6 +33,11 @@ pub struct ParamRecipe {
 
 /// burn path -> timm key.
 pub fn timm_name(path: &str) -> String {
+    for (burn, official) in crate::model::mae::CLS_HEAD_KEYS {
+        if let Some(rest) = path.strip_prefix(burn) {
+            return timm_name(&format!("{official}{rest}"));
+        }
+    }
     if let Some(p) = path.strip_suffix(".gamma") {
         format!("{p}.weight")
     } else if let Some(p) = path.strip_suffix(".beta") {

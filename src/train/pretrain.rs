@@ -13,7 +13,7 @@ use std::time::Instant;
 use burn::module::{Module, ParamGroup};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,9 @@ pub struct PretrainResult {
     pub status: String,
     /// Mean reconstruction loss of each epoch.
     pub epoch_loss: Vec<f64>,
+    /// SupMAE: mean weighted classification loss (0.01 x CE(logits / 10)) of each epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epoch_cls_loss: Vec<f64>,
     pub steps: usize,
     pub wall_s: f64,
     pub images_per_s: f64,
@@ -64,6 +67,8 @@ struct State {
     epochs_done: usize,
     step: usize,
     epoch_loss: Vec<f64>,
+    #[serde(default)]
+    epoch_cls_loss: Vec<f64>,
     train_s: f64,
     images: usize,
     wall_s: f64,
@@ -86,14 +91,15 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     write_atomic(&out.join("pretrain.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
     let channels = read_channels(spec.model.in_chans)?;
     // Only the training images: pre-training sees no labels (and no validation split).
-    let (source, split, items) = match &spec.manifest {
+    // SupMAE also reads the labels.
+    let (source, split, items, num_classes) = match &spec.manifest {
         Some(p) => {
             let m = Manifest::read(p)?;
-            (m.source.clone(), m.train.split.clone(), m.train.items)
+            (m.source.clone(), m.train.split.clone(), m.train.items, m.classes.len())
         }
         None => {
             let cat = spec.source.scan()?;
-            (spec.source.clone(), cat.train.name.clone(), cat.train.items)
+            (spec.source.clone(), cat.train.name.clone(), cat.train.items, cat.classes.len())
         }
     };
     let data = Arc::new(SplitData { reader: SplitReader::open(&source, &split)?, items, channels, failures: ReadFailures::default() });
@@ -122,6 +128,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         decoder_depth: r.decoder_depth,
         decoder_num_heads: r.decoder_num_heads,
         norm_pix_loss: r.norm_pix_loss,
+        supervised_classes: r.supmae.then_some(num_classes),
     };
     let mut model = cfg.init(&ad);
     // timm's add_weight_decay: no decay for 1-D parameters and biases.
@@ -131,7 +138,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
 
     let ckpt = out.join("checkpoint");
     let h = hash(spec);
-    let mut st = State { spec_hash: h.clone(), epochs_done: 0, step: 0, epoch_loss: Vec::new(), train_s: 0.0, images: 0, wall_s: 0.0 };
+    let mut st = State { spec_hash: h.clone(), epochs_done: 0, step: 0, epoch_loss: Vec::new(), epoch_cls_loss: Vec::new(), train_s: 0.0, images: 0, wall_s: 0.0 };
     if ckpt.join("state.json").is_file() {
         let saved: State = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).map_err(|e| io_err(&ckpt)(e.to_string()))?)
             .map_err(|e| io_err(&ckpt)(e.to_string()))?;
@@ -157,20 +164,24 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     'epochs: while st.step < total {
         ad.seed(spec.seed.wrapping_add(1 + epoch as u64));
         let t = Instant::now();
-        let (mut sum, mut n, mut images, mut micro) = (0f64, 0usize, 0usize, 0usize);
+        let (mut sum, mut cls_sum, mut n, mut images, mut micro) = (0f64, 0f64, 0usize, 0usize, 0usize);
         for b in loader.epoch(epoch as u64, 0).iter() {
             if b.size == 0 {
                 continue;
             }
             let x = Tensor::<4>::from_data(TensorData::new(b.images, [b.size, b.channels, b.height, b.width]), &ad);
             let noise = Tensor::<2>::random([b.size, l], Distribution::Uniform(0.0, 1.0), &ad);
-            let loss = model.forward(x, noise, r.mask_ratio).loss;
-            let v = loss.clone().into_scalar::<f32>() as f64;
-            if !v.is_finite() {
+            let labels = r.supmae.then(|| Tensor::<1, Int>::from_data(TensorData::new(b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b.size]), &ad));
+            let out = model.forward(x, noise, r.mask_ratio, labels);
+            let loss = out.loss;
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
                 error = Some(format!("the loss became NaN or infinite at optimizer step {}", st.step));
                 break 'epochs;
             }
-            sum += v;
+            let rec = if r.supmae { out.rec_loss.into_scalar::<f32>() as f64 } else { value };
+            sum += rec;
+            cls_sum += value - rec;
             n += 1;
             images += b.size;
             micro += 1;
@@ -197,6 +208,9 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         st.train_s += t.elapsed().as_secs_f64();
         st.images += images;
         st.epoch_loss.push(sum / n.max(1) as f64);
+        if r.supmae {
+            st.epoch_cls_loss.push(cls_sum / n.max(1) as f64);
+        }
         epoch += 1;
         st.epochs_done = epoch;
         st.wall_s += t.elapsed().as_secs_f64();
@@ -211,12 +225,16 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let path = out.join("mae.safetensors");
     if error.is_none() {
         let mut store = burn::store::SafetensorsStore::from_file(&path).with_to_adapter(burn::store::BurnToPyTorchAdapter).overwrite(true);
+        for (burn, official) in crate::model::mae::CLS_HEAD_KEYS {
+            store = store.with_key_remapping(format!("^{}", burn.replace('.', r"\.")), official);
+        }
         use burn::store::ModuleSnapshot;
         model.valid().save_into(&mut store).map_err(|e| checkpoint::CheckpointError::Write { path: path.clone(), message: e.to_string() })?;
     }
     let result = PretrainResult {
         status: if error.is_none() { "completed".into() } else { "diverged".into() },
         epoch_loss: st.epoch_loss,
+        epoch_cls_loss: st.epoch_cls_loss,
         steps: st.step,
         wall_s: st.wall_s,
         images_per_s: st.images as f64 / st.train_s.max(1e-9),
