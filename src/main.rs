@@ -62,6 +62,25 @@ enum Command {
     Finetune(FinetuneArgs),
     /// MAE pre-training with the light recipe (90% masking, a 1-block decoder) or MAE's.
     Pretrain(PretrainArgs),
+    /// The paper's Figure 2: original / masked / reconstruction / reconstruction + visible, as a
+    /// PNG grid, from a `maestro pretrain` folder.
+    Reconstruct {
+        /// The pre-training folder (or its mae.safetensors, with pretrain.json beside it).
+        checkpoint: PathBuf,
+        /// Image files; default: --count images spread over the dataset's validation split.
+        #[arg(long, num_args = 1..)]
+        images: Vec<PathBuf>,
+        #[arg(long, default_value_t = 6)]
+        count: usize,
+        /// Default: the ratio it was pre-trained with.
+        #[arg(long)]
+        mask_ratio: Option<f64>,
+        /// Seeds the masking noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "reconstruction.png")]
+        out: PathBuf,
+    },
     /// Run one trial from its spec (JSON), into the spec's folder.
     Trial {
         spec: PathBuf,
@@ -339,6 +358,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             blr: a.blr,
             supmae: a.supmae,
         }),
+        Command::Reconstruct { checkpoint, images, count, mask_ratio, seed, out } => {
+            app::pretrain::reconstruct(&maestro::report::reconstruct::Request { checkpoint, images, count, mask_ratio, seed, out })
+        }
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {
             model: a.model,

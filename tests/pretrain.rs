@@ -23,6 +23,24 @@ fn pretrain_writes_an_encoder_the_fine_tune_loads() {
     assert_eq!(losses.len(), 2);
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
     assert!(dir.join("pre/mae.safetensors").is_file());
+    assert!(dir.join("pre/loss.png").is_file(), "the loss curve");
+
+    // Figure 2 from the pre-trained model: 2 validation images, and one given file.
+    let mut c = dir.maestro();
+    c.args(["reconstruct", "pre", "--count", "2", "--out", "fig/rec.png"]);
+    run(c).success().stdout_has("reconstruction loss on the removed patches");
+    let png = image::open(dir.join("fig/rec.png")).unwrap();
+    // 16 px images drawn 7x (112 px tiles): 4 columns, 2 rows, gutters and a title band.
+    assert_eq!((png.width(), png.height()), (4 * 112 + 5 * 6, 28 + 2 * (112 + 6) + 6));
+    let one = std::fs::read_dir(dir.join("data/val")).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&one).unwrap().next().unwrap().unwrap().path();
+    let mut c = dir.maestro();
+    c.args(["reconstruct", "pre/mae.safetensors", "--mask-ratio", "0.5", "--out", "one.png", "--images"]).arg(&file);
+    run(c).success();
+    assert_eq!(image::open(dir.join("one.png")).unwrap().height(), 28 + 112 + 6 + 6);
+    let mut c = dir.maestro();
+    c.args(["reconstruct", "nowhere"]);
+    run(c).code_is(2).stderr_has("pretrain.json");
 
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "s.yaml", "--checkpoint", "pre/mae.safetensors", "--out", "ft"]);

@@ -272,12 +272,54 @@ fn a_pretraining_stage_runs_once_and_its_setup_searches_from_it() {
     // The mae1 setup's trials start from the stage's model.
     let spec = read(&dir.join("runs/m/trials/half__mae1__llrd0.6__blr0.001__r0/spec.json"));
     assert!(spec.contains(&format!("{id}/mae.safetensors")), "{spec}");
-    for f in ["recipe-scratch.yaml", "recipe-mae1.yaml", "optimum_vs_pretrain.png"] {
+    for f in ["recipe-scratch.yaml", "recipe-mae1.yaml", "optimum_vs_pretrain.png", "pretrain-mae1-loss.png", "reconstruction-mae1.png"] {
         assert!(dir.join("reports/m").join(f).is_file(), "{f} missing");
     }
+    assert!(read(&dir.join("reports/m/summary.md")).contains("## Pre-training"));
     // Running again reuses everything.
     let mut c = dir.maestro();
     c.args(["run", "m.yaml", "--quiet"]);
     run(c).success();
     assert_eq!(events(&journal(&dir, "runs/m"), "running").len(), events(&j, "running").len());
+}
+
+#[test]
+fn a_sample_efficiency_study_pretrains_each_fraction_at_equal_compute() {
+    let dir = Dir::new();
+    study(
+        &dir,
+        "e",
+        "pretrain_setups: []\nsample_efficiency:\n  fractions: [0.5, 1.0]\n  \
+         pretrain: { epochs: 1, warmup_epochs: 0.5, batch_size: 8, decoder_embed_dim: 16, decoder_num_heads: 2, mask_ratio: 0.75 }\n",
+    );
+    let text = read(&dir.join("e.yaml"))
+        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: true, baseline: false }")
+        .replace("search: { llrd: [0.4, 0.6, 0.8, 1.0] }", "search: { llrd: [0.6, 1.0] }");
+    dir.write("e.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["validate", "e.yaml"]);
+    run(c).success().stdout_has("data-50pct");
+    let mut c = dir.maestro();
+    c.args(["run", "e.yaml", "--quiet"]);
+    run(c).success();
+    // Half the data for twice the epochs: the same number of optimizer steps.
+    let mut stages = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir.join("runs/e/trials")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("pretrain__") {
+            let r: serde_json::Value = serde_json::from_str(&read(&dir.join("runs/e/trials").join(&name).join("result.json"))).unwrap();
+            let setup = rest.split("__").next().unwrap().to_string();
+            stages.insert(setup, (r["train_images"].as_u64().unwrap(), r["steps"].as_u64().unwrap(), r["epoch_loss"].as_array().unwrap().len()));
+        }
+    }
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    let (half, whole) = (stages["data-50pct"], stages["data-100pct"]);
+    assert_eq!(half.0 * 2, whole.0, "{stages:?}");
+    assert_eq!((half.2, whole.2), (2, 1), "epochs scale with 1 / fraction");
+    assert_eq!(half.1, whole.1, "equal compute: {stages:?}");
+    let summary = read(&dir.join("reports/e/summary.md"));
+    assert!(summary.contains("## Sample efficiency") && summary.contains("| 0.5 | data-50pct | 2 |"), "{summary}");
+    for f in ["sample_efficiency.png", "recipe-data-50pct.yaml", "recipe-data-100pct.yaml", "reconstruction-data-50pct.png"] {
+        assert!(dir.join("reports/e").join(f).is_file(), "{f} missing");
+    }
 }

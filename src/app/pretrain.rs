@@ -98,3 +98,9 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
         None => Ok(()),
     }
 }
+
+pub fn reconstruct(r: &crate::report::reconstruct::Request) -> Result<(), Error> {
+    let (path, loss) = crate::report::reconstruct::reconstruct(r).map_err(Error::Usage)?;
+    println!("{}: reconstruction loss on the removed patches {loss:.4}", path.display());
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 pub mod plots;
 pub mod recipe;
+pub mod reconstruct;
 pub mod tables;
 
 use std::collections::BTreeMap;
@@ -78,6 +79,118 @@ pub fn view(run_dir: &Path) -> Result<RunView, String> {
     Ok(RunView { study, rows, curves, recommendations })
 }
 
+/// Per pre-training stage: its loss curve and the reconstruction figure (the paper's Figure 2).
+/// A figure that cannot be drawn is a warning: the numbers are in the run folder regardless.
+/// Also returns the summary's section on them.
+fn pretrain_figures(run_dir: &Path, v: &RunView, out: &Path) -> (Vec<PathBuf>, String) {
+    use std::fmt::Write as _;
+    let mut files = Vec::new();
+    let mut md = String::new();
+    for row in v.rows.iter().filter(|r| r.role == "pretrain" && r.status == "completed") {
+        let dir = trial_dir(run_dir, &row.id);
+        let result: Option<crate::train::pretrain::PretrainResult> = std::fs::read_to_string(dir.join("result.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let spec: Option<crate::train::pretrain::PretrainSpec> = std::fs::read_to_string(dir.join("pretrain.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let (Some(result), Some(spec)) = (result, spec) else { continue };
+        if md.is_empty() {
+            let _ = writeln!(md, "## Pre-training
+");
+            let _ = writeln!(md, "| setup | epochs | data | mask | decoder | batch | blr | loss first -> last epoch | img/s | time |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+        }
+        let r = &spec.recipe;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} images | {} | {} x {} | {} | {} | {:.4} -> {:.4} | {:.0} | {:.0} s |",
+            row.setup,
+            r.epochs,
+            result.train_images,
+            r.mask_ratio,
+            r.decoder_depth,
+            r.decoder_embed_dim,
+            r.batch_size,
+            r.blr,
+            result.epoch_loss.first().copied().unwrap_or(f64::NAN),
+            result.epoch_loss.last().copied().unwrap_or(f64::NAN),
+            result.images_per_s,
+            result.wall_s
+        );
+        let loss = out.join(format!("pretrain-{}-loss.png", row.setup));
+        match plots::pretrain_loss(&result.epoch_loss, &result.epoch_cls_loss, &loss) {
+            Ok(()) => files.push(loss),
+            Err(e) => eprintln!("warning: {}: {e}", loss.display()),
+        }
+        let fig = out.join(format!("reconstruction-{}.png", row.setup));
+        let req = reconstruct::Request { checkpoint: dir.clone(), images: Vec::new(), count: 6, mask_ratio: None, seed: 0, out: fig.clone() };
+        match reconstruct::reconstruct(&req) {
+            Ok(_) => files.push(fig),
+            Err(e) => eprintln!("warning: {}: {e}", fig.display()),
+        }
+    }
+    for f in files.iter().filter_map(|f| f.file_name()) {
+        let name = f.to_string_lossy();
+        let _ = writeln!(md, "\n![{name}]({name})");
+    }
+    (files, md)
+}
+
+/// The sample-efficiency experiment: per data fraction, the full run's top-1 and each proxy's
+/// best search trial; a figure and the summary's section.
+fn sample_efficiency(v: &RunView, out: &Path) -> (Vec<PathBuf>, String) {
+    use std::fmt::Write as _;
+    let s = &v.study.study;
+    let Some(se) = &s.sample_efficiency else { return (Vec::new(), String::new()) };
+    let mut fractions = se.fractions.clone();
+    fractions.sort_by(f64::total_cmp);
+    let setup = |f: f64| crate::study::schema::SampleEfficiency::setup_name(f);
+    let full = |f: f64| v.rows.iter().find(|r| r.role == "full" && r.setup == setup(f)).and_then(|r| r.top1);
+    let best = |f: f64, proxy: &str| {
+        v.rows.iter().filter(|r| r.role == "search" && r.setup == setup(f) && r.proxy == proxy).filter_map(|r| r.top1).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
+    };
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let full_pts: Vec<(f64, f64)> = fractions.iter().filter_map(|&f| full(f).map(|t| (f, t))).collect();
+    if !full_pts.is_empty() {
+        series.push(("full dataset, recommended LLRD".into(), full_pts));
+    }
+    for p in &s.proxies {
+        let pts: Vec<(f64, f64)> = fractions.iter().filter_map(|&f| best(f, &p.name).map(|t| (f, t))).collect();
+        if !pts.is_empty() {
+            series.push((format!("{}: best search trial", p.name), pts));
+        }
+    }
+    let mut md = String::new();
+    let _ = writeln!(md, "## Sample efficiency
+");
+    let _ = writeln!(md, "Pre-training on a fraction f of every class for {} / f epochs (equal compute).
+", se.pretrain.epochs);
+    let _ = write!(md, "| fraction | setup | pre-training epochs | full run top-1 |");
+    for p in &s.proxies {
+        let _ = write!(md, " best on {} |", p.name);
+    }
+    let _ = writeln!(md, "\n|---|---|---|---|{}", "---|".repeat(s.proxies.len()));
+    let f2 = |x: Option<f64>| x.map(|t| format!("{t:.2}")).unwrap_or_else(|| "-".into());
+    for &f in &fractions {
+        let _ = write!(md, "| {f} | {} | {} | {} |", setup(f), se.pretrain.epochs / f, f2(full(f)));
+        for p in &s.proxies {
+            let _ = write!(md, " {} |", f2(best(f, &p.name)));
+        }
+        let _ = writeln!(md);
+    }
+    let png = out.join("sample_efficiency.png");
+    if series.is_empty() {
+        return (Vec::new(), md);
+    }
+    match plots::sample_efficiency(&series, &png) {
+        Ok(()) => {
+            let _ = writeln!(md, "\n![sample efficiency](sample_efficiency.png)");
+            (vec![png], md)
+        }
+        Err(e) => {
+            eprintln!("warning: {}: {e}", png.display());
+            (Vec::new(), md)
+        }
+    }
+}
+
 /// Write the report into `out`; returns the files written.
 pub fn write(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
     let v = view(run_dir)?;
@@ -111,6 +224,11 @@ pub fn write(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
             files.push(out.join("optimum_vs_pretrain.png"));
         }
     }
+    let (figures, mut sections) = pretrain_figures(run_dir, &v, out);
+    files.extend(figures);
+    let (figures, md) = sample_efficiency(&v, out);
+    files.extend(figures);
+    sections.push_str(&md);
     let full: BTreeMap<(String, String), &TrialRow> =
         v.rows.iter().filter(|r| r.role == "full" || r.role == "baseline").map(|r| ((r.setup.clone(), r.role.clone()), r)).collect();
     for rec in &v.recommendations {
@@ -120,7 +238,7 @@ pub fn write(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
         files.push(path);
     }
     let summary = out.join("summary.md");
-    std::fs::write(&summary, recipe::summary(&v, &full, &files)).map_err(|e| format!("{}: {e}", summary.display()))?;
+    std::fs::write(&summary, recipe::summary(&v, &full, &files, &sections)).map_err(|e| format!("{}: {e}", summary.display()))?;
     files.push(summary);
     Ok(files)
 }

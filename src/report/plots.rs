@@ -14,7 +14,7 @@ const PALETTE: [RGBColor; 6] =
 static FONT: Once = Once::new();
 
 /// Bitmaps need a font; the SVG backend writes text as text.
-fn register_font() {
+pub(crate) fn register_font() {
     FONT.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../../assets/DejaVuSans.ttf"));
     });
@@ -141,5 +141,74 @@ pub fn optimum_vs_pretrain(recs: &[Recommendation], dir: &Path) -> Result<(), St
         .map_err(err)?;
     chart.draw_series(recs.iter().enumerate().map(|(i, r)| Circle::new((i as f64, r.llrd), 6, PALETTE[1].filled()))).map_err(err)?;
     root.present().map_err(err)?;
+    Ok(())
+}
+
+/// A pre-training's loss by epoch (the reconstruction loss on removed patches; SupMAE's weighted
+/// classification loss as a second line when there is one).
+pub fn pretrain_loss(rec: &[f64], cls: &[f64], png: &Path) -> Result<(), String> {
+    register_font();
+    let root = BitMapBackend::new(png, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let all = rec.iter().chain(cls);
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.1).max(1e-3);
+    let n = rec.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("pre-training loss", ("sans-serif", 22))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5f64..n + 0.5, (lo - pad).max(0.0)..hi + pad)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("epoch").y_desc("loss").draw().map_err(err)?;
+    let series = |v: &[f64]| v.iter().enumerate().map(|(i, &y)| ((i + 1) as f64, y)).collect::<Vec<_>>();
+    chart
+        .draw_series(LineSeries::new(series(rec), PALETTE[0].stroke_width(2)))
+        .map_err(err)?
+        .label("reconstruction (removed patches)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], PALETTE[0].stroke_width(2)));
+    chart.draw_series(series(rec).into_iter().map(|p| Circle::new(p, 3, PALETTE[0].filled()))).map_err(err)?;
+    if !cls.is_empty() {
+        chart
+            .draw_series(LineSeries::new(series(cls), PALETTE[1].stroke_width(2)))
+            .map_err(err)?
+            .label("SupMAE 0.01 x CE(logits / 10)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], PALETTE[1].stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    root.present().map_err(|e| format!("{}: {e}", png.display()))?;
+    Ok(())
+}
+
+/// The paper's Figure 6: top-1 against the fraction of data pre-trained on (equal compute),
+/// one line per series (the full-dataset run, the best search trial of each proxy).
+pub fn sample_efficiency(series: &[(String, Vec<(f64, f64)>)], png: &Path) -> Result<(), String> {
+    register_font();
+    let root = BitMapBackend::new(png, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let pts = series.iter().flat_map(|(_, p)| p.iter());
+    let (y0, y1) = pts.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &(_, y)| (a.min(y), b.max(y)));
+    let x1 = pts.fold(0.0f64, |m, &(x, _)| m.max(x));
+    let pad = ((y1 - y0) * 0.15).max(0.5);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("sample efficiency: top-1 against the data pre-trained on (equal compute)", ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0f64..(x1 * 1.05).max(0.1), (y0 - pad)..(y1 + pad))
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("fraction of the training set used for pre-training").y_desc("top-1 (%)").draw().map_err(err)?;
+    for (i, (name, p)) in series.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(p.clone(), colour.stroke_width(2)))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
+        chart.draw_series(p.iter().map(|&q| Circle::new(q, 4, colour.filled()))).map_err(err)?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    root.present().map_err(|e| format!("{}: {e}", png.display()))?;
     Ok(())
 }

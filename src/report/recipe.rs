@@ -161,7 +161,8 @@ fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
 }
 
-pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files: &[PathBuf]) -> String {
+/// `sections`: more markdown (pre-training, sample efficiency) placed before the file list.
+pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files: &[PathBuf], sections: &str) -> String {
     let s = &v.study.study;
     let mut out = String::new();
     let _ = writeln!(out, "# {}: LLRD search\n", s.name);
@@ -229,6 +230,9 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         for x in &c.diverged {
             let _ = writeln!(out, "| {} | {} | {} | {} | diverged | | | |", c.proxy, c.setup, c.blr, x);
         }
+    }
+    if !sections.is_empty() {
+        let _ = writeln!(out, "\n{sections}");
     }
     let _ = writeln!(out, "\nFiles: {}.", files.iter().filter_map(|f| f.file_name()).map(|n| format!("`{}`", n.to_string_lossy())).collect::<Vec<_>>().join(", "));
     out

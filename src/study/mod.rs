@@ -55,7 +55,8 @@ impl LoadedStudy {
 
     /// A study whose relative paths are taken from `base` (a copy kept in a run folder).
     pub fn from_text_in(file: &Path, text: &str, base: &Path) -> Result<Self, StudyError> {
-        let (study, index) = parse::parse(file, text)?;
+        let (mut study, index) = parse::parse(file, text)?;
+        study.expand();
         let loaded = LoadedStudy { file: file.to_path_buf(), study, index, base: base.to_path_buf() };
         let mut c = Checker::new(&loaded.index);
         validate::check_static(&loaded.study, &loaded.dir(), &mut c);

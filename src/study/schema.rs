@@ -32,6 +32,53 @@ pub struct Study {
     pub trial: TrialKind,
     #[serde(default)]
     pub seed: u64,
+    /// The paper's sample-efficiency experiment (Figure 6): one pre-training setup per data
+    /// fraction, added to `pretrain_setups` as `data-<pct>pct`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_efficiency: Option<SampleEfficiency>,
+    /// How many of `pretrain_setups` the file lists (the rest come from `sample_efficiency`).
+    #[serde(skip)]
+    pub listed_setups: usize,
+}
+
+/// `sample_efficiency: { fractions: [0.1, 0.2, 1.0], pretrain: { epochs: 100, ... } }`: the
+/// recipe is the one at fraction 1.0; at fraction f the setup pre-trains on f of every class's
+/// training images for epochs / f (and warmup / f) epochs, so every setup costs the same compute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleEfficiency {
+    pub fractions: Vec<f64>,
+    #[serde(default)]
+    pub pretrain: PretrainRecipe,
+}
+
+impl SampleEfficiency {
+    pub fn setup_name(fraction: f64) -> String {
+        format!("data-{}pct", (fraction * 1000.0).round() / 10.0)
+    }
+}
+
+impl Study {
+    /// Add the sample-efficiency setups to `pretrain_setups` (once, right after parsing).
+    pub fn expand(&mut self) {
+        self.listed_setups = self.pretrain_setups.len();
+        let Some(se) = &self.sample_efficiency else { return };
+        for &f in &se.fractions {
+            if !(f > 0.0 && f <= 1.0) {
+                continue; // reported by validation
+            }
+            let mut r = se.pretrain.clone();
+            r.epochs /= f;
+            r.warmup_epochs /= f;
+            r.data_fraction = f;
+            self.pretrain_setups.push(PretrainSetup { name: SampleEfficiency::setup_name(f), checkpoint: None, pretrain: Some(r) });
+        }
+    }
+
+    /// The data fraction of each sample-efficiency setup.
+    pub fn fraction_of(&self, setup: &str) -> Option<f64> {
+        self.sample_efficiency.as_ref()?.fractions.iter().copied().find(|&f| SampleEfficiency::setup_name(f) == setup)
+    }
 }
 
 /// `trial: { kind: command, command: "python main_finetune.py --layer_decay {llrd} ...",
@@ -154,6 +201,13 @@ pub struct PretrainRecipe {
     pub weight_decay: f64,
     pub norm_pix_loss: bool,
     pub supmae: bool,
+    /// Pre-train on this fraction of every class's training images (drawn with the study's seed).
+    #[serde(skip_serializing_if = "is_one")]
+    pub data_fraction: f64,
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 impl PretrainRecipe {
@@ -184,6 +238,7 @@ impl Default for PretrainRecipe {
             weight_decay: 0.05,
             norm_pix_loss: true,
             supmae: false,
+            data_fraction: 1.0,
         }
     }
 }

@@ -138,23 +138,22 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
                 c.fail(format!("{f}.checkpoint"), format!("{} does not exist", full.display()));
             }
         }
-        if let Some(p) = &s.pretrain {
-            let g = format!("{f}.pretrain");
-            c.positive(&format!("{g}.epochs"), p.epochs, "epochs");
-            c.non_negative(&format!("{g}.warmup_epochs"), p.warmup_epochs, "warmup_epochs");
-            if !(p.mask_ratio > 0.0 && p.mask_ratio < 1.0) {
-                c.fail(format!("{g}.mask_ratio"), format!("must be in (0, 1), got {}", p.mask_ratio));
-            }
-            c.at_least_one(&format!("{g}.decoder_depth"), p.decoder_depth, "decoder_depth");
-            c.at_least_one(&format!("{g}.batch_size"), p.batch_size, "batch_size");
-            c.at_least_one(&format!("{g}.accum_iter"), p.accum_iter, "accum_iter");
-            c.positive(&format!("{g}.blr"), p.blr, "the learning rate");
-            c.non_negative(&format!("{g}.min_lr"), p.min_lr, "min_lr");
-            c.non_negative(&format!("{g}.weight_decay"), p.weight_decay, "weight_decay");
-            if p.decoder_num_heads == 0 || p.decoder_embed_dim % p.decoder_num_heads.max(1) != 0 {
-                c.fail(format!("{g}.decoder_num_heads"), format!("{} heads do not divide decoder_embed_dim {}", p.decoder_num_heads, p.decoder_embed_dim));
+        if let (Some(p), true) = (&s.pretrain, i < study.listed_setups) {
+            check_recipe(c, &format!("{f}.pretrain"), p);
+        }
+    }
+    if let Some(se) = &study.sample_efficiency {
+        if se.fractions.is_empty() {
+            c.fail("sample_efficiency.fractions", "needs at least one fraction");
+        }
+        for (i, &f) in se.fractions.iter().enumerate() {
+            if !(f > 0.0 && f <= 1.0) {
+                c.fail(format!("sample_efficiency.fractions[{i}]"), format!("a fraction of the data must be in (0, 1], got {f}"));
+            } else if study.pretrain_setups[..study.listed_setups].iter().any(|s| s.name == crate::study::schema::SampleEfficiency::setup_name(f)) {
+                c.fail(format!("sample_efficiency.fractions[{i}]"), format!("its setup `{}` is also in pretrain_setups", crate::study::schema::SampleEfficiency::setup_name(f)));
             }
         }
+        check_recipe(c, "sample_efficiency.pretrain", &se.pretrain);
     }
 
     // model
@@ -283,6 +282,26 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         }
     }
     c.positive("execution.poll_s", e.poll_s, "poll_s");
+}
+
+fn check_recipe(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe) {
+    c.positive(&format!("{g}.epochs"), p.epochs, "epochs");
+    c.non_negative(&format!("{g}.warmup_epochs"), p.warmup_epochs, "warmup_epochs");
+    if !(p.mask_ratio > 0.0 && p.mask_ratio < 1.0) {
+        c.fail(format!("{g}.mask_ratio"), format!("must be in (0, 1), got {}", p.mask_ratio));
+    }
+    c.at_least_one(&format!("{g}.decoder_depth"), p.decoder_depth, "decoder_depth");
+    c.at_least_one(&format!("{g}.batch_size"), p.batch_size, "batch_size");
+    c.at_least_one(&format!("{g}.accum_iter"), p.accum_iter, "accum_iter");
+    c.positive(&format!("{g}.blr"), p.blr, "the learning rate");
+    c.non_negative(&format!("{g}.min_lr"), p.min_lr, "min_lr");
+    c.non_negative(&format!("{g}.weight_decay"), p.weight_decay, "weight_decay");
+    if p.decoder_num_heads == 0 || p.decoder_embed_dim % p.decoder_num_heads.max(1) != 0 {
+        c.fail(format!("{g}.decoder_num_heads"), format!("{} heads do not divide decoder_embed_dim {}", p.decoder_num_heads, p.decoder_embed_dim));
+    }
+    if !(p.data_fraction > 0.0 && p.data_fraction <= 1.0) {
+        c.fail(format!("{g}.data_fraction"), format!("a fraction of the data must be in (0, 1], got {}", p.data_fraction));
+    }
 }
 
 fn check_llrd(c: &mut Checker, field: &str, v: f64) {

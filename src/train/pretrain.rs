@@ -99,9 +99,19 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         }
         None => {
             let cat = spec.source.scan()?;
-            (spec.source.clone(), cat.train.name.clone(), cat.train.items, cat.classes.len())
+            let items = if r.data_fraction < 1.0 {
+                // The sample-efficiency experiment: a seeded per-class draw, as a proxy's.
+                let rule = crate::data::proxy::ProxyRule { classes: None, fraction: Some(r.data_fraction) };
+                crate::data::proxy::build("pretrain-data", &spec.source, &cat, rule, spec.seed)?.train.items
+            } else {
+                cat.train.items
+            };
+            (spec.source.clone(), cat.train.name.clone(), items, cat.classes.len())
         }
     };
+    if spec.manifest.is_some() && r.data_fraction < 1.0 {
+        return Err(TrainError::Setup("data_fraction draws from the whole dataset; it cannot be combined with --manifest".into()));
+    }
     let data = Arc::new(SplitData { reader: SplitReader::open(&source, &split)?, items, channels, failures: ReadFailures::default() });
     let batch = r.batch_size;
     let ipe = iters_per_epoch(data.items.len(), batch);
@@ -243,5 +253,11 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         error,
     };
     write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
+    if !result.epoch_loss.is_empty() {
+        // The figure is a convenience: the numbers are in result.json whatever happens to it.
+        if let Err(e) = crate::report::plots::pretrain_loss(&result.epoch_loss, &result.epoch_cls_loss, &out.join("loss.png")) {
+            eprintln!("warning: could not draw {}: {e}", out.join("loss.png").display());
+        }
+    }
     Ok(result)
 }

@@ -1,0 +1,167 @@
+//! The paper's Figure 2: what a pre-trained MAE makes of masked images. For each image, four
+//! tiles: the original, the visible patches (removed ones grey), the reconstruction, and the
+//! reconstruction with the visible patches pasted back (as the official visualisation does).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use plotters::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::augment::{EvalTransform, Normalize};
+use crate::data::image::{Image, SplitReader, decode_file};
+use crate::model::checkpoint;
+use crate::model::mae::{MaeConfig, MaskedAutoencoder};
+use crate::train::finetune::normalization;
+use crate::train::pretrain::PretrainSpec;
+
+pub struct Request {
+    /// A `maestro pretrain` output folder (or its `mae.safetensors`, with `pretrain.json` beside it).
+    pub checkpoint: PathBuf,
+    /// Image files; none: `count` images spread over the pre-training dataset's validation split.
+    pub images: Vec<PathBuf>,
+    pub count: usize,
+    /// Default: the ratio the model was pre-trained with.
+    pub mask_ratio: Option<f64>,
+    pub seed: u64,
+    pub out: PathBuf,
+}
+
+/// Where the model's settings and weights are.
+fn locate(ckpt: &Path) -> Result<(PretrainSpec, PathBuf), String> {
+    let (dir, weights) = if ckpt.is_dir() { (ckpt.to_path_buf(), ckpt.join("mae.safetensors")) } else { (ckpt.parent().unwrap_or(Path::new(".")).to_path_buf(), ckpt.to_path_buf()) };
+    let spec_path = dir.join("pretrain.json");
+    let text = std::fs::read_to_string(&spec_path).map_err(|e| {
+        format!("{}: {e}; reconstruct reads the model's settings from a `maestro pretrain` folder (its pretrain.json)", spec_path.display())
+    })?;
+    let spec: PretrainSpec = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    if !weights.is_file() {
+        return Err(format!("{}: no such file; has the pre-training finished?", weights.display()));
+    }
+    Ok((spec, weights))
+}
+
+fn to_u8(v: f32, mean: f32, std: f32) -> u8 {
+    ((v * std + mean) * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
+/// Reconstruct and draw; returns the figure's path and the mean loss on removed patches.
+pub fn reconstruct(r: &Request) -> Result<(PathBuf, f64), String> {
+    let (spec, weights) = locate(&r.checkpoint)?;
+    let shape = spec.model.clone();
+    let rec = &spec.recipe;
+    let mask_ratio = r.mask_ratio.unwrap_or(rec.mask_ratio);
+    if !(mask_ratio > 0.0 && mask_ratio < 1.0) {
+        return Err(format!("--mask-ratio must be in (0, 1), got {mask_ratio}"));
+    }
+    let channels = shape.in_chans;
+    if channels != 1 && channels != 3 {
+        return Err(format!("in_chans {channels}: images are read as 1 (grey) or 3 (colour) channels"));
+    }
+    let norm: Normalize = normalization(&spec.source, channels);
+    let transform = EvalTransform { input_size: shape.image_size, crop_pct: 1.0, normalize: norm.clone() };
+
+    // The images, as the model sees them.
+    let mut images: Vec<Image> = Vec::new();
+    for p in &r.images {
+        images.push(decode_file(p, channels as u8).map_err(|e| format!("{}: {e}", p.display()))?);
+    }
+    if images.is_empty() {
+        let cat = spec.source.scan().map_err(|e| e.to_string())?;
+        let reader = SplitReader::open(&spec.source, &cat.val.name).map_err(|e| e.to_string())?;
+        let n = r.count.clamp(1, cat.val.items.len().max(1));
+        for i in 0..n {
+            let item = &cat.val.items[i * cat.val.items.len() / n];
+            images.push(reader.read(&item.key, channels as u8)?);
+        }
+    }
+    let n = images.len();
+    let size = shape.image_size;
+    let input: Vec<f32> = images.iter().flat_map(|img| transform.apply(img)).collect();
+
+    let device = Device::flex();
+    let cfg = MaeConfig {
+        encoder: shape.clone(),
+        decoder_embed_dim: rec.decoder_embed_dim,
+        decoder_depth: rec.decoder_depth,
+        decoder_num_heads: rec.decoder_num_heads,
+        norm_pix_loss: rec.norm_pix_loss,
+        supervised_classes: None,
+    };
+    let mut model: MaskedAutoencoder = cfg.init(&device);
+    // SupMAE's head is not needed to reconstruct.
+    checkpoint::load_exact(&mut model, &weights, "the MAE of pretrain.json").map_err(|e| e.to_string())?;
+    let model = model.no_grad();
+
+    let l = shape.num_patches();
+    let mut rng = ChaCha8Rng::seed_from_u64(r.seed);
+    let noise: Vec<f32> = (0..n * l).map(|_| rng.random::<f32>()).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [n, channels, size, size]), &device);
+    let out = model.forward(x.clone(), Tensor::from_data(TensorData::new(noise, [n, l]), &device), mask_ratio, None);
+    let loss = out.loss.into_scalar::<f32>() as f64;
+
+    // With norm_pix_loss the model predicts each patch normalised by its own mean and variance;
+    // shown in pixels with the original patch's statistics, as is usual.
+    let mut pred = out.pred;
+    if rec.norm_pix_loss {
+        let target = model.patchify(x);
+        let k = target.dims()[2] as f64;
+        let mean = target.clone().mean_dim(2);
+        let var = (target - mean.clone()).powi_scalar(2).sum_dim(2) / (k - 1.0);
+        pred = pred * (var + 1e-6).sqrt() + mean;
+    }
+    let recon = model.unpatchify(pred, channels).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    let mask = out.mask.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+
+    draw(&r.out, &input, &recon, &mask, n, channels, size, shape.patch_size, &norm, mask_ratio)?;
+    Ok((r.out.clone(), loss))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw(out: &Path, input: &[f32], recon: &[f32], mask: &[f32], n: usize, c: usize, size: usize, p: usize, norm: &Normalize, ratio: f64) -> Result<(), String> {
+    crate::report::plots::register_font();
+    let scale = (112 / size).max(1) as i32;
+    let tile = size as i32 * scale;
+    let (gap, head) = (6, 28);
+    let w = 4 * tile + 5 * gap;
+    let h = head + n as i32 * (tile + gap) + gap;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let root = BitMapBackend::new(out, (w as u32, h as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let titles = ["original".to_string(), format!("masked {:.0}%", ratio * 100.0), "reconstruction".into(), "+ visible patches".into()];
+    for (j, t) in titles.iter().enumerate() {
+        let x = gap + j as i32 * (tile + gap);
+        root.draw(&Text::new(t.as_str(), (x, 8), ("sans-serif", 13).into_font())).map_err(|e| e.to_string())?;
+    }
+    let g = size / p;
+    let px = |img: &[f32], i: usize, ch: usize, y: usize, x: usize| img[((i * c + ch) * size + y) * size + x];
+    for i in 0..n {
+        for y in 0..size {
+            for x in 0..size {
+                let removed = mask[i * g * g + (y / p) * g + x / p] > 0.5;
+                let colour = |img: &[f32]| -> RGBColor {
+                    let v: Vec<u8> = (0..c).map(|ch| to_u8(px(img, i, ch, y, x), norm.mean[ch], norm.std[ch])).collect();
+                    if c == 1 { RGBColor(v[0], v[0], v[0]) } else { RGBColor(v[0], v[1], v[2]) }
+                };
+                let orig = colour(input);
+                let rec = colour(recon);
+                let grey = RGBColor(128, 128, 128);
+                let tiles = [orig, if removed { grey } else { orig }, rec, if removed { rec } else { orig }];
+                for (j, col) in tiles.iter().enumerate() {
+                    let x0 = gap + j as i32 * (tile + gap) + x as i32 * scale;
+                    let y0 = head + gap + i as i32 * (tile + gap) + y as i32 * scale;
+                    for dy in 0..scale {
+                        for dx in 0..scale {
+                            root.draw_pixel((x0 + dx, y0 + dy), col).map_err(|e| e.to_string())?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    root.present().map_err(|e| format!("{}: {e}", out.display()))
+}
