@@ -335,10 +335,12 @@ fn cubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
 pub(crate) fn affine(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
     let (w, h, c) = (img.width as usize, img.height as usize, channels(img));
     let mut pixels: Vec<u8> = (0..w * h).flat_map(|_| fill.iter().copied()).collect();
+    let src = &img.pixels;
     let at = |x: i64, y: i64, ch: usize| -> f64 {
         let (x, y) = (x.clamp(0, w as i64 - 1) as usize, y.clamp(0, h as i64 - 1) as usize);
-        f64::from(img.pixels[(y * w + x) * c + ch])
+        f64::from(src[(y * w + x) * c + ch])
     };
+    let to_u8 = |v: f64| if v <= 0.0 { 0 } else if v >= 255.0 { 255 } else { v as u8 };
     for y in 0..h {
         for x in 0..w {
             let (xo, yo) = (x as f64 + 0.5, y as f64 + 0.5);
@@ -351,16 +353,24 @@ pub(crate) fn affine(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
             let (xf, yf) = (xs.floor(), ys.floor());
             let (dx, dy) = (xs - xf, ys - yf);
             let (x0, y0) = (xf as i64 - 1, yf as i64 - 1);
-            for ch in 0..c {
-                let r = |j: i64| cubic(at(x0, y0 + j, ch), at(x0 + 1, y0 + j, ch), at(x0 + 2, y0 + j, ch), at(x0 + 3, y0 + j, ch), dx);
-                let v = cubic(r(0), r(1), r(2), r(3), dy);
-                pixels[(y * w + x) * c + ch] = if v <= 0.0 {
-                    0
-                } else if v >= 255.0 {
-                    255
-                } else {
-                    v as u8
-                };
+            let out = &mut pixels[(y * w + x) * c..(y * w + x + 1) * c];
+            if x0 >= 0 && y0 >= 0 && x0 + 3 < w as i64 && y0 + 3 < h as i64 {
+                // All 16 neighbours inside: no clamping (the same arithmetic as below).
+                let (x0, y0) = (x0 as usize, y0 as usize);
+                for (ch, o) in out.iter_mut().enumerate() {
+                    let mut r = [0f64; 4];
+                    for (j, rj) in r.iter_mut().enumerate() {
+                        let base = ((y0 + j) * w + x0) * c + ch;
+                        let p = |i: usize| f64::from(src[base + i * c]);
+                        *rj = cubic(p(0), p(1), p(2), p(3), dx);
+                    }
+                    *o = to_u8(cubic(r[0], r[1], r[2], r[3], dy));
+                }
+            } else {
+                for (ch, o) in out.iter_mut().enumerate() {
+                    let r = |j: i64| cubic(at(x0, y0 + j, ch), at(x0 + 1, y0 + j, ch), at(x0 + 2, y0 + j, ch), at(x0 + 3, y0 + j, ch), dx);
+                    *o = to_u8(cubic(r(0), r(1), r(2), r(3), dy));
+                }
             }
         }
     }

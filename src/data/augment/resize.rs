@@ -25,9 +25,13 @@ fn bicubic_weight(x: f64) -> f64 {
     }
 }
 
-/// Per output index: the first input index and its fixed-point weights.
+/// Per output index: the first input index and its fixed-point weights, stored flat (`ksize`
+/// weights per output, zero-padded) so the inner loops run over plain slices.
 struct Coeffs {
-    taps: Vec<(usize, Vec<i32>)>,
+    start: Vec<usize>,
+    len: Vec<usize>,
+    ksize: usize,
+    k: Vec<i32>,
 }
 
 impl Coeffs {
@@ -36,31 +40,82 @@ impl Coeffs {
         let filterscale = scale.max(1.0);
         let support = 2.0 * filterscale;
         let inv = 1.0 / filterscale;
-        let taps = (0..out_size)
-            .map(|xx| {
-                let center = (xx as f64 + 0.5) * scale;
-                // C's (int) truncates; a negative start is clamped to 0 either way.
-                let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-                let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-                let w: Vec<f64> = (xmin..xmax).map(|x| bicubic_weight((x as f64 - center + 0.5) * inv)).collect();
-                let total: f64 = w.iter().sum();
-                let one = f64::from(1u32 << PRECISION_BITS);
-                let k = w
-                    .iter()
-                    .map(|&v| {
-                        let v = if total != 0.0 { v / total } else { v };
-                        if v < 0.0 { (-0.5 + v * one) as i32 } else { (0.5 + v * one) as i32 }
-                    })
-                    .collect();
-                (xmin, k)
-            })
-            .collect();
-        Coeffs { taps }
+        let ksize = support.ceil() as usize * 2 + 1;
+        let one = f64::from(1u32 << PRECISION_BITS);
+        let mut c = Coeffs { start: Vec::with_capacity(out_size), len: Vec::with_capacity(out_size), ksize, k: vec![0; out_size * ksize] };
+        for xx in 0..out_size {
+            let center = (xx as f64 + 0.5) * scale;
+            // C's (int) truncates; a negative start is clamped to 0 either way.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let w: Vec<f64> = (xmin..xmax).map(|x| bicubic_weight((x as f64 - center + 0.5) * inv)).collect();
+            let total: f64 = w.iter().sum();
+            for (i, &v) in w.iter().enumerate() {
+                let v = if total != 0.0 { v / total } else { v };
+                c.k[xx * ksize + i] = if v < 0.0 { (-0.5 + v * one) as i32 } else { (0.5 + v * one) as i32 };
+            }
+            c.start.push(xmin);
+            c.len.push(xmax - xmin);
+        }
+        c
+    }
+
+    fn taps(&self, out: usize) -> (usize, &[i32]) {
+        (self.start[out], &self.k[out * self.ksize..out * self.ksize + self.len[out]])
     }
 }
 
-fn clip8(ss: i64) -> u8 {
+/// Pillow accumulates in a 32-bit int from half a unit; the 22-bit weights of one output sum to
+/// one unit, so 255 x (sum of |weights|) stays far inside i32.
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+fn clip8(ss: i32) -> u8 {
     (ss >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// One row, horizontally: `out[xx]` from `row` with `c` interleaved channels.
+fn resample_row(row: &[u8], c: usize, horiz: &Coeffs, out: &mut [u8]) {
+    let n = out.len() / c;
+    match c {
+        1 => {
+            for (xx, o) in out.iter_mut().enumerate() {
+                let (start, k) = horiz.taps(xx);
+                let src = &row[start..start + k.len()];
+                let mut ss = HALF;
+                for (&p, &kv) in src.iter().zip(k) {
+                    ss += i32::from(p) * kv;
+                }
+                *o = clip8(ss);
+            }
+        }
+        3 => {
+            for xx in 0..n {
+                let (start, k) = horiz.taps(xx);
+                let src = &row[start * 3..(start + k.len()) * 3];
+                let (mut s0, mut s1, mut s2) = (HALF, HALF, HALF);
+                for (px, &kv) in src.chunks_exact(3).zip(k) {
+                    s0 += i32::from(px[0]) * kv;
+                    s1 += i32::from(px[1]) * kv;
+                    s2 += i32::from(px[2]) * kv;
+                }
+                out[xx * 3] = clip8(s0);
+                out[xx * 3 + 1] = clip8(s1);
+                out[xx * 3 + 2] = clip8(s2);
+            }
+        }
+        _ => {
+            for xx in 0..n {
+                let (start, k) = horiz.taps(xx);
+                for ch in 0..c {
+                    let mut ss = HALF;
+                    for (i, &kv) in k.iter().enumerate() {
+                        ss += i32::from(row[(start + i) * c + ch]) * kv;
+                    }
+                    out[xx * c + ch] = clip8(ss);
+                }
+            }
+        }
+    }
 }
 
 /// PIL `Image.resize((out_w, out_h), BICUBIC)`.
@@ -69,42 +124,42 @@ pub(crate) fn resize_bicubic(img: &Image, out_w: usize, out_h: usize) -> Image {
     if (w, h) == (out_w, out_h) {
         return img.clone();
     }
-    let half = 1i64 << (PRECISION_BITS - 1);
-    let mut vert = Coeffs::new(h, out_h);
-    let (mut src, mut src_h) = (img.pixels.clone(), h);
+    let vert = Coeffs::new(h, out_h);
+    let mut first = 0;
+    let (mut src, mut src_h) = (std::borrow::Cow::Borrowed(&img.pixels[..]), h);
     if out_w != w {
         // Only the rows the vertical pass reads are resampled horizontally.
-        let first = vert.taps[0].0;
-        let last = vert.taps.last().map(|(s, k)| s + k.len()).unwrap_or(first);
+        let (first_row, last) = if out_h != h { (vert.start[0], vert.start[out_h - 1] + vert.len[out_h - 1]) } else { (0, h) };
         let horiz = Coeffs::new(w, out_w);
-        let mut tmp = vec![0u8; (last - first) * out_w * c];
-        for (ty, y) in (first..last).enumerate() {
-            let row = &img.pixels[y * w * c..(y + 1) * w * c];
-            for (xx, (start, k)) in horiz.taps.iter().enumerate() {
-                for ch in 0..c {
-                    let ss = k.iter().enumerate().fold(half, |ss, (i, &kv)| ss + i64::from(row[(start + i) * c + ch]) * i64::from(kv));
-                    tmp[(ty * out_w + xx) * c + ch] = clip8(ss);
-                }
-            }
+        let mut tmp = vec![0u8; (last - first_row) * out_w * c];
+        for (y, dst) in (first_row..last).zip(tmp.chunks_exact_mut(out_w * c)) {
+            resample_row(&img.pixels[y * w * c..(y + 1) * w * c], c, &horiz, dst);
         }
-        for t in &mut vert.taps {
-            t.0 -= first;
-        }
-        (src, src_h) = (tmp, last - first);
+        first = first_row;
+        (src, src_h) = (std::borrow::Cow::Owned(tmp), last - first_row);
     }
     if out_h != h {
         let stride = out_w * c;
         let mut out = vec![0u8; out_h * stride];
-        for (yy, (start, k)) in vert.taps.iter().enumerate() {
+        let mut acc = vec![0i32; stride];
+        for (yy, dst) in out.chunks_exact_mut(stride).enumerate() {
+            let (start, k) = vert.taps(yy);
+            let start = start - first;
             debug_assert!(start + k.len() <= src_h);
-            for i in 0..stride {
-                let ss = k.iter().enumerate().fold(half, |ss, (j, &kv)| ss + i64::from(src[(start + j) * stride + i]) * i64::from(kv));
-                out[yy * stride + i] = clip8(ss);
+            acc.fill(HALF);
+            for (j, &kv) in k.iter().enumerate() {
+                let row = &src[(start + j) * stride..(start + j + 1) * stride];
+                for (a, &p) in acc.iter_mut().zip(row) {
+                    *a += i32::from(p) * kv;
+                }
+            }
+            for (d, &a) in dst.iter_mut().zip(&acc) {
+                *d = clip8(a);
             }
         }
-        src = out;
+        return Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: out };
     }
-    Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: src }
+    Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: src.into_owned() }
 }
 
 /// The `h x w` window at (`top`, `left`); what falls outside the image is 0, as PIL's crop
@@ -198,6 +253,107 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+/// Per output index: the first input index and its fixed-point weights.
+    struct RefCoeffs {
+        taps: Vec<(usize, Vec<i32>)>,
+    }
+    
+    impl RefCoeffs {
+        fn new(in_size: usize, out_size: usize) -> Self {
+            let scale = in_size as f64 / out_size as f64;
+            let filterscale = scale.max(1.0);
+            let support = 2.0 * filterscale;
+            let inv = 1.0 / filterscale;
+            let taps = (0..out_size)
+                .map(|xx| {
+                    let center = (xx as f64 + 0.5) * scale;
+                    // C's (int) truncates; a negative start is clamped to 0 either way.
+                    let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+                    let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+                    let w: Vec<f64> = (xmin..xmax).map(|x| bicubic_weight((x as f64 - center + 0.5) * inv)).collect();
+                    let total: f64 = w.iter().sum();
+                    let one = f64::from(1u32 << PRECISION_BITS);
+                    let k = w
+                        .iter()
+                        .map(|&v| {
+                            let v = if total != 0.0 { v / total } else { v };
+                            if v < 0.0 { (-0.5 + v * one) as i32 } else { (0.5 + v * one) as i32 }
+                        })
+                        .collect();
+                    (xmin, k)
+                })
+                .collect();
+            RefCoeffs { taps }
+        }
+    }
+    
+    fn clip8_ref(ss: i64) -> u8 {
+        (ss >> PRECISION_BITS).clamp(0, 255) as u8
+    }
+    
+    /// PIL `Image.resize((out_w, out_h), BICUBIC)`.
+    fn resize_reference(img: &Image, out_w: usize, out_h: usize) -> Image {
+        let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
+        if (w, h) == (out_w, out_h) {
+            return img.clone();
+        }
+        let half = 1i64 << (PRECISION_BITS - 1);
+        let mut vert = RefCoeffs::new(h, out_h);
+        let (mut src, mut src_h) = (img.pixels.clone(), h);
+        if out_w != w {
+            // Only the rows the vertical pass reads are resampled horizontally.
+            let first = vert.taps[0].0;
+            let last = vert.taps.last().map(|(s, k)| s + k.len()).unwrap_or(first);
+            let horiz = RefCoeffs::new(w, out_w);
+            let mut tmp = vec![0u8; (last - first) * out_w * c];
+            for (ty, y) in (first..last).enumerate() {
+                let row = &img.pixels[y * w * c..(y + 1) * w * c];
+                for (xx, (start, k)) in horiz.taps.iter().enumerate() {
+                    for ch in 0..c {
+                        let ss = k.iter().enumerate().fold(half, |ss, (i, &kv)| ss + i64::from(row[(start + i) * c + ch]) * i64::from(kv));
+                        tmp[(ty * out_w + xx) * c + ch] = clip8_ref(ss);
+                    }
+                }
+            }
+            for t in &mut vert.taps {
+                t.0 -= first;
+            }
+            (src, src_h) = (tmp, last - first);
+        }
+        if out_h != h {
+            let stride = out_w * c;
+            let mut out = vec![0u8; out_h * stride];
+            for (yy, (start, k)) in vert.taps.iter().enumerate() {
+                debug_assert!(start + k.len() <= src_h);
+                for i in 0..stride {
+                    let ss = k.iter().enumerate().fold(half, |ss, (j, &kv)| ss + i64::from(src[(start + j) * stride + i]) * i64::from(kv));
+                    out[yy * stride + i] = clip8_ref(ss);
+                }
+            }
+            src = out;
+        }
+        Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: src }
+    }
+
+    #[test]
+    fn the_fast_resampler_equals_the_straightforward_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for case in 0..60 {
+            let c = [1u8, 3, 3, 4][case % 4];
+            let (w, h) = (rng.random_range(1..90u32), rng.random_range(1..90u32));
+            let pixels = (0..(w * h) as usize * c as usize).map(|_| rng.random::<u8>()).collect();
+            let img = Image { width: w, height: h, channels: c, pixels };
+            let (mut ow, mut oh) = (rng.random_range(1..120usize), rng.random_range(1..120usize));
+            // One pass only: the same width, or the same height.
+            match case % 5 {
+                1 => ow = w as usize,
+                2 => oh = h as usize,
+                _ => {}
+            }
+            assert_eq!(resize_bicubic(&img, ow, oh).pixels, resize_reference(&img, ow, oh).pixels, "{w}x{h}x{c} -> {ow}x{oh}");
+        }
+    }
 
     fn gray(w: u32, h: u32, pixels: Vec<u8>) -> Image {
         Image { width: w, height: h, channels: 1, pixels }
