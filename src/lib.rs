@@ -13,6 +13,7 @@
 
 pub mod analysis;
 pub mod app;
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -91,6 +91,65 @@ enum Command {
     /// Show what the recipe does to a model.
     #[command(subcommand)]
     Inspect(InspectCommand),
+    /// Throughput: the fine-tune and pre-training steps (images/s, model FLOP utilisation) and
+    /// the input pipeline (images/s per core).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The fine-tune step and the MAE pre-training step on a fixed random batch.
+    Step {
+        /// A model preset (vit_base_patch16, ...).
+        #[arg(long, default_value = "vit_base_patch16")]
+        model: String,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// f32 (bf16 mixed precision is not implemented yet).
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// The device's peak dense TFLOP/s at this precision, for the utilisation.
+        #[arg(long)]
+        peak_tflops: Option<f64>,
+        /// Which steps: finetune, pretrain or both.
+        #[arg(long, default_value = "both")]
+        only: String,
+        /// Pre-training step: mask ratio and decoder (the efficient recipe by default).
+        #[arg(long, default_value_t = 0.9)]
+        mask_ratio: f64,
+        #[arg(long, default_value_t = 1)]
+        decoder_depth: usize,
+        #[arg(long, default_value_t = 512)]
+        decoder_dim: usize,
+        #[arg(long, default_value_t = 16)]
+        decoder_heads: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode + timm's training transform (RandomResizedCrop, flip, RandAugment m9, erasing,
+    /// normalise) on image files, per core and on all threads.
+    Pipeline {
+        /// Image files, or folders searched recursively.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value_t = 224)]
+        input_size: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Default: all cores.
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -362,6 +421,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             app::pretrain::reconstruct(&maestro::report::reconstruct::Request { checkpoint, images, count, mask_ratio, seed, out })
         }
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
+        Command::Bench(BenchCommand::Step { model, batch, precision, device, steps, warmup, peak_tflops, only, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json }) => {
+            app::bench::step(&app::bench::StepArgs { model, batch, precision, device, steps, warmup, peak_tflops, only, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json })
+        }
+        Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, json }) => app::bench::pipeline(&paths, input_size, rounds, threads, json),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {
             model: a.model,
             num_classes: a.num_classes,

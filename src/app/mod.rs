@@ -1,6 +1,7 @@
 //! What each command does, below the argument parsing in `main.rs`: the commands print for
 //! people, the library modules underneath return values.
 
+pub mod bench;
 pub mod finetune;
 pub mod inspect;
 pub mod pretrain;

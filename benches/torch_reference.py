@@ -1,0 +1,192 @@
+"""The PyTorch side of maestro's benchmarks: the same steps and the same input pipeline measured
+with timm / the official MAE model and PIL/torchvision, on the same machine in the same session,
+so maestro's numbers can be given as ratios.
+
+  python benches/torch_reference.py step --device cuda --batch 128 [--mae-repo PATH] [--compile]
+      timm's ViT-B/16 fine-tune step (AdamW, soft-target cross-entropy) in bf16 autocast and f32,
+      and facebookresearch/mae's MaskedAutoencoderViT pre-training step (mask 0.9, 1-block
+      decoder 512 wide) when --mae-repo points at a checkout: images/s and peak memory.
+  python benches/torch_reference.py pipeline FILES_OR_DIRS... [--input-size 224] [--rounds 3]
+      PIL decode + MAE's training transform (timm create_transform: RandomResizedCrop bicubic,
+      flip, rand-m9-mstd0.5-inc1, erasing 0.25, normalise) on one core, per image.
+  python benches/torch_reference.py make-jpegs OUT_DIR [--count 200]
+      ImageNet-like JPEG files (500x375 and 375x500, quality 90) for the pipeline benchmarks.
+
+Prints one JSON object per measurement.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def files_of(paths):
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, _, names in sorted(os.walk(p)):
+                out += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith((".jpg", ".jpeg", ".png", ".webp", ".bmp"))]
+        else:
+            out.append(p)
+    return out
+
+
+def pipeline(args):
+    import random
+    import torch
+    from PIL import Image
+    from timm.data import create_transform
+    torch.set_num_threads(1)
+    random.seed(0)
+    torch.manual_seed(0)
+    files = files_of(args.paths)
+    t = create_transform(input_size=args.input_size, is_training=True, color_jitter=None,
+                         auto_augment="rand-m9-mstd0.5-inc1", interpolation="bicubic",
+                         re_prob=0.25, re_mode="pixel", re_count=1)
+    n = len(files) * args.rounds
+    t0 = time.perf_counter()
+    for _ in range(args.rounds):
+        for f in files:
+            with open(f, "rb") as fh:
+                Image.open(fh).convert("RGB")
+    decode = n / (time.perf_counter() - t0)
+    # timm's posterize can ask current Pillow for 0 bits (magnitude noise below 0) and raise;
+    # such images are counted, and the time they took stays in.
+    errors = 0
+    t0 = time.perf_counter()
+    for _ in range(args.rounds):
+        for f in files:
+            with open(f, "rb") as fh:
+                try:
+                    t(Image.open(fh).convert("RGB"))
+                except ValueError:
+                    errors += 1
+    full = n / (time.perf_counter() - t0)
+    print(json.dumps({"what": "pipeline, PIL + timm create_transform (MAE's)", "files": len(files), "rounds": args.rounds,
+                      "input_size": args.input_size, "decode_per_core": decode, "train_per_core": full,
+                      "transform_errors": errors}))
+
+
+def time_steps(step, steps, warmup, device):
+    import torch
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    times.sort()
+    return times, peak
+
+
+def report(what, batch, times, peak):
+    print(json.dumps({"what": what, "batch": batch, "steps": len(times), "images_per_s": batch * len(times) / sum(times),
+                      "step_ms": 1e3 * times[len(times) // 2], "peak_mem_gib": peak}), flush=True)
+
+
+def step(args):
+    import torch
+    import timm
+    dev = args.device
+    modes = [("bf16 autocast", torch.bfloat16), ("f32", None)] if dev == "cuda" else [("f32", None)]
+    if dev == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    for name, dtype in modes:
+        for compiled in ([False, True] if args.compile else [False]):
+            torch.manual_seed(0)
+            model = timm.create_model("vit_base_patch16_224", num_classes=1000, drop_path_rate=0.1, global_pool="avg").to(dev)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+            fwd = torch.compile(model) if compiled else model
+            x = torch.randn(args.batch, 3, 224, 224, device=dev)
+            y = torch.softmax(torch.randn(args.batch, 1000, device=dev), 1)
+
+            def one():
+                with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
+                    loss = torch.sum(-y * torch.log_softmax(fwd(x).float(), 1), 1).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
+            report(f"timm vit_base_patch16_224 fine-tune step, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
+            del model, opt, fwd
+    if args.mae_repo:
+        sys.path.insert(0, args.mae_repo)
+        import numpy as np
+        if not hasattr(np, "float"):
+            np.float = float
+        import timm.models.vision_transformer as tvt
+
+        class Block(tvt.Block):  # the official file passes qk_scale, which current timm dropped
+            def __init__(self, *a, qk_scale=None, **k):
+                super().__init__(*a, **k)
+        import models_mae
+        models_mae.Block = Block
+        for name, dtype in modes:
+            torch.manual_seed(0)
+            model = models_mae.MaskedAutoencoderViT(patch_size=16, embed_dim=768, depth=12, num_heads=12,
+                                                    decoder_embed_dim=512, decoder_depth=1, decoder_num_heads=16,
+                                                    mlp_ratio=4, norm_layer=torch.nn.LayerNorm, norm_pix_loss=True).to(dev)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+            x = torch.randn(args.batch, 3, 224, 224, device=dev)
+
+            def one():
+                with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
+                    loss, _, _ = model(x, mask_ratio=0.9)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            times, peak = time_steps(one, args.steps, args.warmup, dev)
+            report(f"official MAE pre-training step, mask 0.9, decoder 1x512, {name}", args.batch, times, peak)
+            del model, opt
+
+
+def make_jpegs(args):
+    import random
+    from PIL import Image, ImageDraw, ImageFilter
+    os.makedirs(args.out, exist_ok=True)
+    rng = random.Random(0)
+    for i in range(args.count):
+        w, h = (500, 375) if i % 3 else (375, 500)
+        img = Image.new("RGB", (w, h), tuple(rng.randrange(256) for _ in range(3)))
+        d = ImageDraw.Draw(img)
+        for _ in range(40):
+            x0, y0 = rng.randrange(w), rng.randrange(h)
+            box = [x0, y0, x0 + rng.randrange(20, 200), y0 + rng.randrange(20, 200)]
+            d.ellipse(box, fill=tuple(rng.randrange(256) for _ in range(3)))
+        img = img.filter(ImageFilter.GaussianBlur(1.5))
+        noise = Image.effect_noise((w, h), 24).convert("RGB")
+        Image.blend(img, noise, 0.15).save(os.path.join(args.out, f"img{i:04d}.jpg"), quality=90)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("step")
+    s.add_argument("--device", default="cuda")
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--warmup", type=int, default=3)
+    s.add_argument("--compile", action="store_true")
+    s.add_argument("--mae-repo")
+    q = sub.add_parser("pipeline")
+    q.add_argument("paths", nargs="+")
+    q.add_argument("--input-size", type=int, default=224)
+    q.add_argument("--rounds", type=int, default=3)
+    m = sub.add_parser("make-jpegs")
+    m.add_argument("out")
+    m.add_argument("--count", type=int, default=200)
+    args = p.parse_args()
+    {"step": step, "pipeline": pipeline, "make-jpegs": make_jpegs}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

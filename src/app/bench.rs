@@ -1,0 +1,107 @@
+//! `maestro bench step | pipeline`: what the benchmarks print.
+
+use std::path::PathBuf;
+
+use crate::Error;
+use crate::bench::{self, StepRequest, StepStats};
+use crate::device::DeviceSpec;
+use crate::model::config::VitShape;
+
+pub struct StepArgs {
+    pub model: String,
+    pub batch: usize,
+    pub precision: String,
+    pub device: String,
+    pub steps: usize,
+    pub warmup: usize,
+    pub peak_tflops: Option<f64>,
+    pub only: String,
+    pub mask_ratio: f64,
+    pub decoder_depth: usize,
+    pub decoder_dim: usize,
+    pub decoder_heads: usize,
+    pub json: bool,
+}
+
+fn line(s: &StepStats) -> String {
+    format!(
+        "{}: batch {}, {} timed steps: {:.1} img/s, {:.1} ms/step (median), {:.2} GFLOP/img (fwd+bwd), {:.3} TFLOP/s{}",
+        s.what,
+        s.batch,
+        s.steps,
+        s.images_per_s,
+        s.step_ms,
+        s.train_gflops_per_image,
+        s.achieved_tflops,
+        s.mfu.map(|m| format!(", MFU {:.1}%", m * 100.0)).unwrap_or_default()
+    )
+}
+
+pub fn step(a: &StepArgs) -> Result<(), Error> {
+    let shape = VitShape::preset(&a.model).ok_or_else(|| Error::Usage(format!("unknown model `{}`; use a preset such as vit_base_patch16", a.model)))?;
+    if a.precision != "f32" {
+        return Err(Error::Usage(format!("--precision {}: only f32 is implemented; bf16 mixed precision is not yet", a.precision)));
+    }
+    if a.batch == 0 || a.steps == 0 {
+        return Err(Error::Usage("--batch and --steps must be at least 1".into()));
+    }
+    if !["finetune", "pretrain", "both"].contains(&a.only.as_str()) {
+        return Err(Error::Usage(format!("--only {}: use finetune, pretrain or both", a.only)));
+    }
+    if !(a.mask_ratio > 0.0 && a.mask_ratio < 1.0) || a.decoder_heads == 0 || a.decoder_dim % a.decoder_heads != 0 {
+        return Err(Error::Usage("--mask-ratio must be in (0, 1) and --decoder-heads must divide --decoder-dim".into()));
+    }
+    let device = a.device.parse::<DeviceSpec>().map_err(Error::Usage)?.burn_device().map_err(Error::Usage)?;
+    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops };
+    let mut out = Vec::new();
+    if a.only != "pretrain" {
+        out.push(bench::finetune_step(&req).map_err(Error::Failed)?);
+        if !a.json {
+            println!("{}", line(out.last().unwrap()));
+        }
+    }
+    if a.only != "finetune" {
+        out.push(bench::pretrain_step(&req, a.mask_ratio, a.decoder_dim, a.decoder_depth, a.decoder_heads).map_err(Error::Failed)?);
+        if !a.json {
+            println!("{}", line(out.last().unwrap()));
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+    }
+    Ok(())
+}
+
+fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), Error> {
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            entries.sort();
+            collect(&entries, out)?;
+        } else if p.is_file() {
+            let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+            if ["jpg", "jpeg", "png", "webp", "bmp"].contains(&ext.as_str()) {
+                out.push(p.clone());
+            }
+        } else {
+            return Err(Error::Usage(format!("{}: no such file or folder", p.display())));
+        }
+    }
+    Ok(())
+}
+
+pub fn pipeline(paths: &[PathBuf], input_size: usize, rounds: usize, threads: Option<usize>, json: bool) -> Result<(), Error> {
+    let mut files = Vec::new();
+    collect(paths, &mut files)?;
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let s = bench::pipeline(&files, input_size, rounds.max(1), threads).map_err(Error::Usage)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).expect("serialises"));
+    } else {
+        println!(
+            "{} files x {} rounds, {} px: decode {:.0} img/s per core; decode + train transform {:.0} img/s per core, {:.0} img/s on {} threads",
+            s.files, rounds, s.input_size, s.decode_per_core, s.train_per_core, s.train_total, s.threads
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! `maestro bench`: what a training step and the input pipeline cost. The step benchmarks run
+//! the trainer's own model, loss and optimizer on a fixed random batch (so data loading is not
+//! counted) and report images/s, the model FLOPs per image and, given the device's peak, the
+//! model FLOP utilisation. The pipeline benchmark decodes and augments image files the way a
+//! fine-tune trial does and reports images/s per core.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Distribution, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::data::augment::{Normalize, TrainTransform};
+use crate::data::image::decode_file;
+use crate::model::config::VitShape;
+use crate::model::mae::MaeConfig;
+use crate::model::vit::VitConfig;
+use crate::train::llrd;
+
+/// Matmul FLOPs (2 per multiply-add) of a ViT forward pass on `tokens` tokens per image:
+/// per block qkv, attention scores, attention x values, projection, MLP.
+fn blocks_flops(tokens: f64, dim: f64, depth: usize, mlp_ratio: f64) -> f64 {
+    let per_block = 2.0 * tokens * dim * 3.0 * dim // qkv
+        + 2.0 * tokens * tokens * dim // q k^T
+        + 2.0 * tokens * tokens * dim // attn v
+        + 2.0 * tokens * dim * dim // proj
+        + 2.0 * 2.0 * tokens * dim * mlp_ratio * dim; // fc1 + fc2
+    per_block * depth as f64
+}
+
+/// Forward FLOPs per image of a fine-tune ViT with `classes` outputs.
+pub fn vit_forward_flops(s: &VitShape, classes: usize) -> f64 {
+    let l = s.num_patches() as f64;
+    let d = s.embed_dim as f64;
+    let patch = (s.patch_size * s.patch_size * s.in_chans) as f64;
+    2.0 * l * patch * d + blocks_flops(l + 1.0, d, s.depth, s.mlp_ratio) + 2.0 * d * classes as f64
+}
+
+/// Forward FLOPs per image of MAE pre-training: the encoder on the visible patches (+ class
+/// token), the decoder on all patches (+ class token), the pixel prediction.
+pub fn mae_forward_flops(s: &VitShape, mask_ratio: f64, decoder_dim: usize, decoder_depth: usize) -> f64 {
+    let l = s.num_patches();
+    let keep = (l as f64 * (1.0 - mask_ratio)) as usize;
+    let (l, keep) = (l as f64, keep as f64);
+    let d = s.embed_dim as f64;
+    let dd = decoder_dim as f64;
+    let patch = (s.patch_size * s.patch_size * s.in_chans) as f64;
+    2.0 * l * patch * d // the patch embedding runs on every patch before masking
+        + blocks_flops(keep + 1.0, d, s.depth, s.mlp_ratio)
+        + 2.0 * (keep + 1.0) * d * dd
+        + blocks_flops(l + 1.0, dd, decoder_depth, s.mlp_ratio)
+        + 2.0 * l * dd * patch
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStats {
+    pub what: String,
+    pub batch: usize,
+    pub steps: usize,
+    pub images_per_s: f64,
+    /// Median wall time of one optimizer step.
+    pub step_ms: f64,
+    /// Forward + backward, counted as 3x the forward's matmul FLOPs.
+    pub train_gflops_per_image: f64,
+    pub achieved_tflops: f64,
+    /// achieved / peak, when the peak was given.
+    pub mfu: Option<f64>,
+}
+
+fn stats(what: String, batch: usize, times: &[f64], flops_per_image: f64, peak_tflops: Option<f64>) -> StepStats {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let total: f64 = times.iter().sum();
+    let images_per_s = (batch * times.len()) as f64 / total;
+    let train = 3.0 * flops_per_image;
+    let achieved = images_per_s * train / 1e12;
+    StepStats {
+        what,
+        batch,
+        steps: times.len(),
+        images_per_s,
+        step_ms: median * 1e3,
+        train_gflops_per_image: train / 1e9,
+        achieved_tflops: achieved,
+        mfu: peak_tflops.map(|p| achieved / p),
+    }
+}
+
+pub struct StepRequest {
+    pub shape: VitShape,
+    pub batch: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub device: Device,
+    pub classes: usize,
+    pub peak_tflops: Option<f64>,
+}
+
+/// Time `steps` steps after `warmup` untimed ones; each timed step ends with the device synced.
+fn time_steps(r: &StepRequest, mut step: impl FnMut() -> Result<(), String>) -> Result<Vec<f64>, String> {
+    for _ in 0..r.warmup {
+        step()?;
+    }
+    r.device.sync().map_err(|e| format!("{e:?}"))?;
+    let mut times = Vec::with_capacity(r.steps);
+    for _ in 0..r.steps {
+        let t = Instant::now();
+        step()?;
+        r.device.sync().map_err(|e| format!("{e:?}"))?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(times)
+}
+
+/// One fine-tune step as the trainer takes it: forward, soft-target cross-entropy, backward,
+/// AdamW with the LLRD parameter groups.
+pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
+    let ad = r.device.clone().autodiff();
+    ad.seed(0);
+    let s = &r.shape;
+    let mut model = VitConfig { shape: s.clone(), num_classes: r.classes, drop_path: 0.1, global_pool: true }.init(&ad);
+    let recipes = llrd::param_recipes(&model, s.depth, 0.75, 0.05);
+    let mut optim = llrd::optimizer(&recipes, 0.05, [0.9, 0.999], 1e-8);
+    let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
+    let t = log_softmax(Tensor::<2>::random([r.batch, r.classes], Distribution::Normal(0.0, 1.0), &ad), 1).exp();
+    let times = time_steps(r, || {
+        let loss = (log_softmax(model.clone().forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model.clone(), grads);
+        Ok(())
+    })?;
+    Ok(stats(format!("fine-tune step, {s}"), r.batch, &times, vit_forward_flops(s, r.classes), r.peak_tflops))
+}
+
+/// One MAE pre-training step: masking, encoder on the visible patches, decoder, loss on the
+/// removed patches, backward, AdamW (0.9, 0.95).
+pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decoder_depth: usize, decoder_heads: usize) -> Result<StepStats, String> {
+    let ad = r.device.clone().autodiff();
+    ad.seed(0);
+    let s = &r.shape;
+    let cfg = MaeConfig {
+        encoder: s.clone(),
+        decoder_embed_dim: decoder_dim,
+        decoder_depth,
+        decoder_num_heads: decoder_heads,
+        norm_pix_loss: true,
+        supervised_classes: None,
+    };
+    let mut model = cfg.init(&ad);
+    let mut optim = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_weight_decay(0.05).init();
+    let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
+    let l = s.num_patches();
+    let times = time_steps(r, || {
+        let noise = Tensor::<2>::random([r.batch, l], Distribution::Uniform(0.0, 1.0), &ad);
+        let loss = model.clone().forward(x.clone(), noise, mask_ratio, None).loss;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model.clone(), grads);
+        Ok(())
+    })?;
+    let what = format!("pre-training step, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}");
+    Ok(stats(what, r.batch, &times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth), r.peak_tflops))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineStats {
+    pub files: usize,
+    pub threads: usize,
+    pub input_size: usize,
+    /// Decoding only, per core.
+    pub decode_per_core: f64,
+    /// Decode + RandomResizedCrop + flip + RandAugment + erasing + normalise, per core.
+    pub train_per_core: f64,
+    /// The same on all `threads` together.
+    pub train_total: f64,
+}
+
+/// The fine-tune input pipeline (timm's ImageNet training transform, MAE's settings) on image
+/// files: `rounds` passes over them, single-threaded and then on `threads` threads.
+pub fn pipeline(files: &[PathBuf], input_size: usize, rounds: usize, threads: usize) -> Result<PipelineStats, String> {
+    if files.is_empty() {
+        return Err("no image files to read".into());
+    }
+    let transform = TrainTransform::new(input_size, Normalize::imagenet());
+    let n = files.len() * rounds;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for f in files {
+            std::hint::black_box(decode_file(f, 3).map_err(|e| format!("{}: {e}", f.display()))?);
+        }
+    }
+    let decode_per_core = n as f64 / t.elapsed().as_secs_f64();
+    let one = |i: usize| -> Result<usize, String> {
+        let f = &files[i % files.len()];
+        let img = decode_file(f, 3).map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
+        Ok(std::hint::black_box(transform.apply(&img, &mut rng)).len())
+    };
+    let t = Instant::now();
+    for i in 0..n {
+        one(i)?;
+    }
+    let train_per_core = n as f64 / t.elapsed().as_secs_f64();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    pool.install(|| {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(one).collect::<Result<Vec<_>, _>>()
+    })?;
+    let train_total = n as f64 / t.elapsed().as_secs_f64();
+    Ok(PipelineStats { files: files.len(), threads: threads.max(1), input_size, decode_per_core, train_per_core, train_total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vit_b_flops_match_the_usual_count() {
+        // ViT-B/16 at 224: 17.56 GMACs (timm's model card and fvcore count multiply-adds), so
+        // 35.1 GFLOPs at 2 FLOPs per multiply-add.
+        let s = VitShape { image_size: 224, patch_size: 16, in_chans: 3, embed_dim: 768, depth: 12, num_heads: 12, mlp_ratio: 4.0 };
+        let g = vit_forward_flops(&s, 1000) / 1e9;
+        assert!((g - 2.0 * 17.56).abs() < 0.1, "{g}");
+        // MAE pre-training with mask 0.75 and an 8x512 decoder: the encoder sees 50 tokens.
+        let m = mae_forward_flops(&s, 0.75, 512, 8) / 1e9;
+        let enc = blocks_flops(50.0, 768.0, 12, 4.0) / 1e9;
+        assert!(m > enc && m < g, "{m}");
+    }
+}

@@ -1,0 +1,45 @@
+//! `maestro bench`: the step and pipeline benchmarks run and report what they measured.
+
+mod util;
+use serde_json::Value;
+use util::*;
+
+#[test]
+fn step_benchmarks_report_throughput_flops_and_utilisation() {
+    let dir = Dir::new();
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--batch", "2", "--steps", "2", "--warmup", "1", "--peak-tflops", "1", "--json"]);
+    let r = run(c).success();
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    let steps = v.as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for s in steps {
+        assert!(s["images_per_s"].as_f64().unwrap() > 0.0, "{s}");
+        assert_eq!(s["steps"], 2);
+        let mfu = s["mfu"].as_f64().unwrap();
+        assert!((mfu - s["achieved_tflops"].as_f64().unwrap()).abs() < 1e-9, "MFU = achieved / peak (1 TFLOP/s here)");
+    }
+    // ViT-Ti/16: 1.26 GMACs forward, so 3 x 2.5 GFLOPs for forward + backward.
+    let ft = steps[0]["train_gflops_per_image"].as_f64().unwrap();
+    assert!((ft - 7.5).abs() < 0.1, "{ft}");
+    // Pre-training with 90% masking costs less than the fine-tune step.
+    assert!(steps[1]["train_gflops_per_image"].as_f64().unwrap() < ft);
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--precision", "bf16"]);
+    run(c).code_is(2).stderr_has("only f32 is implemented");
+}
+
+#[test]
+fn pipeline_benchmark_reads_a_folder_of_images() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 2, 4, 1);
+    let mut c = dir.maestro();
+    c.args(["bench", "pipeline", "data", "--input-size", "32", "--rounds", "1", "--threads", "2", "--json"]);
+    let r = run(c).success();
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["files"], 10);
+    assert!(v["train_per_core"].as_f64().unwrap() > 0.0 && v["decode_per_core"].as_f64().unwrap() > 0.0);
+    let mut c = dir.maestro();
+    c.args(["bench", "pipeline", "nowhere"]);
+    run(c).code_is(2).stderr_has("no such file or folder");
+}
