@@ -27,7 +27,8 @@ pub struct SchedulerConfig {
 /// How a trial ended for this scheduling round.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finished {
-    Completed(f64),
+    /// Top-1, or for a pre-training (which has none) its last epoch's loss as the second field.
+    Completed(f64, Option<f64>),
     Diverged,
     /// Gave up after the last retry.
     Failed(String),
@@ -48,6 +49,8 @@ struct TrialOutcome {
     top5: f64,
     diverged_at_step: Option<usize>,
     error: Option<String>,
+    /// A pre-training's last epoch loss.
+    last_loss: Option<f64>,
 }
 
 fn read_result(dir: &Path) -> Option<TrialOutcome> {
@@ -65,6 +68,7 @@ fn read_result(dir: &Path) -> Option<TrialOutcome> {
         top5: num("top5"),
         diverged_at_step: v.get("diverged_at_step").and_then(|x| x.as_u64()).map(|x| x as usize),
         error: v.get("error").and_then(|x| x.as_str()).map(str::to_string),
+        last_loss: v.get("epoch_loss").and_then(|l| l.as_array()?.last()?.as_f64()),
     })
 }
 
@@ -160,7 +164,7 @@ pub async fn run_trials(
                     Outcome::Exited { code, signal } => {
                         let no_result = format!("{}; no result (see {})", describe_exit(code, signal), dir.join("log.txt").display());
                         let f = settle(journal, &dir, &id, attempt, &mut failures, &mut queue, cfg.max_retries, no_result)?;
-                        if let Finished::Completed(top1) = f {
+                        if let Finished::Completed(top1, None) = f {
                             if best.as_ref().is_none_or(|(b, _)| top1 > *b) {
                                 best = Some((top1, id.clone()));
                             }
@@ -203,7 +207,8 @@ impl Finished {
     /// The line printed when a trial ends.
     pub fn line(&self, id: &str) -> String {
         match self {
-            Finished::Completed(t) => format!("done    {id}: top-1 {t:.2}%"),
+            Finished::Completed(_, Some(loss)) => format!("done    {id}: loss {loss:.4}"),
+            Finished::Completed(t, None) => format!("done    {id}: top-1 {t:.2}%"),
             Finished::Diverged => format!("diverged {id}"),
             Finished::Failed(r) => format!("FAILED  {id}: {r}"),
             Finished::Interrupted => format!("stopped {id}"),
@@ -241,7 +246,7 @@ pub(super) fn settle_if_finished(journal: &mut Journal, dir: &Path, id: &str, at
     match read_result(dir) {
         Some(r) if r.status == RunStatus::Completed => {
             journal.append(Event::Completed { trial: id.to_string(), attempt, top1: r.top1, top5: r.top5 })?;
-            Ok(Some(Finished::Completed(r.top1)))
+            Ok(Some(Finished::Completed(r.top1, r.last_loss)))
         }
         Some(r) if r.status == RunStatus::Diverged => {
             journal.append(Event::Diverged { trial: id.to_string(), attempt, step: r.diverged_at_step })?;

@@ -115,7 +115,7 @@ fn pretrain_figures(run_dir: &Path, v: &RunView, out: &Path) -> (Vec<PathBuf>, S
             result.wall_s
         );
         let loss = out.join(format!("pretrain-{}-loss.png", row.setup));
-        match plots::pretrain_loss(&result.epoch_loss, &result.epoch_cls_loss, &loss) {
+        match plots::pretrain_loss(&result, &loss) {
             Ok(()) => files.push(loss),
             Err(e) => eprintln!("warning: {}: {e}", loss.display()),
         }

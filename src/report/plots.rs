@@ -144,36 +144,48 @@ pub fn optimum_vs_pretrain(recs: &[Recommendation], dir: &Path) -> Result<(), St
     Ok(())
 }
 
-/// A pre-training's loss by epoch (the reconstruction loss on removed patches; SupMAE's weighted
-/// classification loss as a second line when there is one).
-pub fn pretrain_loss(rec: &[f64], cls: &[f64], png: &Path) -> Result<(), String> {
+/// A pre-training's loss: the reconstruction loss along training (about 100 points) with each
+/// epoch's mean marked, and SupMAE's weighted classification loss per epoch when there is one.
+pub fn pretrain_loss(r: &crate::train::pretrain::PretrainResult, png: &Path) -> Result<(), String> {
     register_font();
+    let epochs: Vec<(f64, f64)> = r.epoch_loss.iter().enumerate().map(|(i, &y)| ((i + 1) as f64, y)).collect();
+    let cls: Vec<(f64, f64)> = r.epoch_cls_loss.iter().enumerate().map(|(i, &y)| ((i + 1) as f64, y)).collect();
+    let curve: Vec<(f64, f64)> = r.loss_curve.iter().map(|p| (p[0], p[1])).collect();
+    let ys = epochs.iter().chain(&cls).chain(&curve).map(|p| p.1).filter(|y| y.is_finite());
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return Err("no finite loss to draw".into());
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-3);
+    let x1 = epochs.len().max(1) as f64;
     let root = BitMapBackend::new(png, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let all = rec.iter().chain(cls);
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let pad = ((hi - lo) * 0.1).max(1e-3);
-    let n = rec.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption("pre-training loss", ("sans-serif", 22))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.5f64..n + 0.5, (lo - pad).max(0.0)..hi + pad)
+        .build_cartesian_2d(0f64..x1, (lo - pad).max(0.0)..hi + pad)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("epoch").y_desc("loss").draw().map_err(err)?;
-    let series = |v: &[f64]| v.iter().enumerate().map(|(i, &y)| ((i + 1) as f64, y)).collect::<Vec<_>>();
+    chart.configure_mesh().x_desc("epoch").y_desc("loss").x_label_formatter(&|x| format!("{x:.1}")).draw().map_err(err)?;
+    if !curve.is_empty() {
+        chart
+            .draw_series(LineSeries::new(curve, PALETTE[0].stroke_width(2)))
+            .map_err(err)?
+            .label("reconstruction (removed patches)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], PALETTE[0].stroke_width(2)));
+    }
+    // Each epoch's mean, at the epoch's end.
     chart
-        .draw_series(LineSeries::new(series(rec), PALETTE[0].stroke_width(2)))
+        .draw_series(epochs.iter().map(|&p| Circle::new(p, 4, PALETTE[3].filled())))
         .map_err(err)?
-        .label("reconstruction (removed patches)")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], PALETTE[0].stroke_width(2)));
-    chart.draw_series(series(rec).into_iter().map(|p| Circle::new(p, 3, PALETTE[0].filled()))).map_err(err)?;
+        .label("epoch mean")
+        .legend(|(x, y)| Circle::new((x + 9, y), 4, PALETTE[3].filled()));
     if !cls.is_empty() {
         chart
-            .draw_series(LineSeries::new(series(cls), PALETTE[1].stroke_width(2)))
+            .draw_series(LineSeries::new(cls, PALETTE[1].stroke_width(2)))
             .map_err(err)?
-            .label("SupMAE 0.01 x CE(logits / 10)")
+            .label("SupMAE 0.01 x CE(logits / 10), epoch mean")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], PALETTE[1].stroke_width(2)));
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;

@@ -111,9 +111,10 @@ pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
             .map(|p| match (&p.checkpoint, &p.pretrain) {
                 (Some(c), _) => format!("{}: checkpoint {}", p.name, c.display()),
                 (_, Some(r)) => format!(
-                    "{}: pre-train {} epochs, mask {}, decoder {}x{}{}",
+                    "{}: pre-train {} epochs{}, mask {}, decoder {}x{}{}",
                     p.name,
                     r.epochs,
+                    if r.data_fraction < 1.0 { format!(" on {}% of every class", r.data_fraction * 100.0) } else { String::new() },
                     r.mask_ratio,
                     r.decoder_depth,
                     r.decoder_embed_dim,

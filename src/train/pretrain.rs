@@ -52,6 +52,10 @@ pub struct PretrainResult {
     /// SupMAE: mean weighted classification loss (0.01 x CE(logits / 10)) of each epoch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub epoch_cls_loss: Vec<f64>,
+    /// The reconstruction loss along training: [epoch position, mean over the last stretch of
+    /// steps], about 100 points in all.
+    #[serde(default)]
+    pub loss_curve: Vec<[f64; 2]>,
     pub steps: usize,
     pub wall_s: f64,
     pub images_per_s: f64,
@@ -69,6 +73,8 @@ struct State {
     epoch_loss: Vec<f64>,
     #[serde(default)]
     epoch_cls_loss: Vec<f64>,
+    #[serde(default)]
+    loss_curve: Vec<[f64; 2]>,
     train_s: f64,
     images: usize,
     wall_s: f64,
@@ -148,7 +154,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
 
     let ckpt = out.join("checkpoint");
     let h = hash(spec);
-    let mut st = State { spec_hash: h.clone(), epochs_done: 0, step: 0, epoch_loss: Vec::new(), epoch_cls_loss: Vec::new(), train_s: 0.0, images: 0, wall_s: 0.0 };
+    let mut st = State { spec_hash: h.clone(), epochs_done: 0, step: 0, epoch_loss: Vec::new(), epoch_cls_loss: Vec::new(), loss_curve: Vec::new(), train_s: 0.0, images: 0, wall_s: 0.0 };
     if ckpt.join("state.json").is_file() {
         let saved: State = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).map_err(|e| io_err(&ckpt)(e.to_string()))?)
             .map_err(|e| io_err(&ckpt)(e.to_string()))?;
@@ -171,6 +177,9 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let mut error = None;
     let mut acc = GradientsAccumulator::<MaskedAutoencoder>::new();
     let l = spec.model.num_patches();
+    // The loss curve keeps about 100 points, each the mean over the steps since the last.
+    let every = (total / 100).max(1);
+    let mut window = (0f64, 0usize);
     'epochs: while st.step < total {
         ad.seed(spec.seed.wrapping_add(1 + epoch as u64));
         let t = Instant::now();
@@ -191,6 +200,8 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             }
             let rec = if r.supmae { out.rec_loss.into_scalar::<f32>() as f64 } else { value };
             sum += rec;
+            window.0 += rec;
+            window.1 += 1;
             cls_sum += value - rec;
             n += 1;
             images += b.size;
@@ -206,6 +217,10 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             }
             model = optim.step(sched.step(), model, grads);
             st.step += 1;
+            if st.step % every == 0 || st.step == total {
+                st.loss_curve.push([st.step as f64 / ipe as f64, window.0 / window.1.max(1) as f64]);
+                window = (0.0, 0);
+            }
             pb.set_position(st.step as u64);
             pb.set_message(format!("epoch {} loss {:.4}", epoch + 1, sum / n as f64));
             if st.step >= total {
@@ -245,6 +260,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         status: if error.is_none() { "completed".into() } else { "diverged".into() },
         epoch_loss: st.epoch_loss,
         epoch_cls_loss: st.epoch_cls_loss,
+        loss_curve: st.loss_curve,
         steps: st.step,
         wall_s: st.wall_s,
         images_per_s: st.images as f64 / st.train_s.max(1e-9),
@@ -255,7 +271,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     write_atomic(&out.join("result.json"), serde_json::to_string_pretty(&result).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
     if !result.epoch_loss.is_empty() {
         // The figure is a convenience: the numbers are in result.json whatever happens to it.
-        if let Err(e) = crate::report::plots::pretrain_loss(&result.epoch_loss, &result.epoch_cls_loss, &out.join("loss.png")) {
+        if let Err(e) = crate::report::plots::pretrain_loss(&result, &out.join("loss.png")) {
             eprintln!("warning: could not draw {}: {e}", out.join("loss.png").display());
         }
     }
