@@ -99,6 +99,8 @@ pub struct StepRequest {
     pub device: Device,
     pub classes: usize,
     pub peak_tflops: Option<f64>,
+    /// Mixed precision for the fine-tune step (the pre-training step is f32).
+    pub bf16: bool,
 }
 
 /// Time `steps` steps after `warmup` untimed ones; each timed step ends with the device synced.
@@ -123,7 +125,7 @@ pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
     let ad = r.device.clone().autodiff();
     ad.seed(0);
     let s = &r.shape;
-    let mut model = VitConfig { shape: s.clone(), num_classes: r.classes, drop_path: 0.1, global_pool: true }.init(&ad);
+    let mut model = VitConfig { shape: s.clone(), num_classes: r.classes, drop_path: 0.1, global_pool: true, bf16: r.bf16 }.init(&ad);
     let recipes = llrd::param_recipes(&model, s.depth, 0.75, 0.05);
     let mut optim = llrd::optimizer(&recipes, 0.05, [0.9, 0.999], 1e-8);
     let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
@@ -134,7 +136,8 @@ pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
         model = optim.step(1e-4, model.clone(), grads);
         Ok(())
     })?;
-    Ok(stats(format!("fine-tune step, {s}"), r.batch, &times, vit_forward_flops(s, r.classes), r.peak_tflops))
+    let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
+    Ok(stats(format!("fine-tune step, {s}, {precision}"), r.batch, &times, vit_forward_flops(s, r.classes), r.peak_tflops))
 }
 
 /// One MAE pre-training step: masking, encoder on the visible patches, decoder, loss on the

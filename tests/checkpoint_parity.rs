@@ -28,6 +28,7 @@ fn config(image_size: usize, embed_dim: usize) -> VitConfig {
         num_classes: 7,
         drop_path: 0.0,
         global_pool: true,
+        bf16: false,
     }
 }
 

@@ -39,9 +39,11 @@ fn line(s: &StepStats) -> String {
 
 pub fn step(a: &StepArgs) -> Result<(), Error> {
     let shape = VitShape::preset(&a.model).ok_or_else(|| Error::Usage(format!("unknown model `{}`; use a preset such as vit_base_patch16", a.model)))?;
-    if a.precision != "f32" {
-        return Err(Error::Usage(format!("--precision {}: only f32 is implemented; bf16 mixed precision is not yet", a.precision)));
-    }
+    let bf16 = match a.precision.as_str() {
+        "f32" => false,
+        "bf16" => true,
+        p => return Err(Error::Usage(format!("--precision {p}: use f32 or bf16"))),
+    };
     if a.batch == 0 || a.steps == 0 {
         return Err(Error::Usage("--batch and --steps must be at least 1".into()));
     }
@@ -52,7 +54,10 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
         return Err(Error::Usage("--mask-ratio must be in (0, 1) and --decoder-heads must divide --decoder-dim".into()));
     }
     let device = a.device.parse::<DeviceSpec>().map_err(Error::Usage)?.burn_device().map_err(Error::Usage)?;
-    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops };
+    if bf16 && !device.supports_dtype(burn::tensor::FloatDType::BF16) {
+        return Err(Error::Usage(format!("{} cannot compute in bf16", a.device)));
+    }
+    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16 };
     let mut out = Vec::new();
     if a.only != "pretrain" {
         out.push(bench::finetune_step(&req).map_err(Error::Failed)?);

@@ -44,7 +44,7 @@ pub fn param_groups(r: &ParamGroupsRequest) -> Result<(), Error> {
         return Err(Error::Usage(format!("--llrd must be in (0, 1], got {}", r.llrd)));
     }
     let depth = shape.depth;
-    let cfg = VitConfig { shape, num_classes: r.num_classes, drop_path: 0.0, global_pool: r.global_pool };
+    let cfg = VitConfig { shape, num_classes: r.num_classes, drop_path: 0.0, global_pool: r.global_pool, bf16: false };
     let model = cfg.init(&burn::tensor::Device::flex());
     let recipes = llrd::param_recipes(&model, depth, r.llrd, r.weight_decay);
 

@@ -371,6 +371,35 @@ pub struct FinetuneRecipe {
     pub clip_grad: Option<f64>,
     pub betas: [f64; 2],
     pub eps: f64,
+    /// `auto` (bf16 mixed precision on CUDA, f32 elsewhere), `bf16` or `f32`.
+    #[serde(skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
+}
+
+/// The compute precision of the transformer blocks; parameters and optimizer state are f32
+/// in every case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_auto(&self) -> bool {
+        *self == Precision::Auto
+    }
+
+    /// Whether the blocks compute in bf16 on this device.
+    pub fn bf16_on(self, device: &crate::device::DeviceSpec) -> bool {
+        match self {
+            Precision::Auto => matches!(device, crate::device::DeviceSpec::Cuda(_)),
+            Precision::F32 => false,
+            Precision::Bf16 => true,
+        }
+    }
 }
 
 impl Default for FinetuneRecipe {
@@ -399,6 +428,7 @@ impl Default for FinetuneRecipe {
             clip_grad: None,
             betas: [0.9, 0.999],
             eps: 1e-8,
+            precision: Precision::Auto,
         }
     }
 }

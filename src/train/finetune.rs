@@ -238,7 +238,11 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
 
     // The model: seeded init, then the pre-trained encoder if any.
     ad.seed(spec.seed);
-    let cfg = VitConfig { shape: shape.clone(), num_classes: classes, drop_path: r.drop_path, global_pool: r.global_pool };
+    let bf16 = r.precision.bf16_on(&dev_spec);
+    if bf16 && !ad.supports_dtype(burn::tensor::FloatDType::BF16) {
+        return Err(TrainError::Setup(format!("finetune.precision: {} cannot compute in bf16; use precision: f32", spec.device)));
+    }
+    let cfg = VitConfig { shape: shape.clone(), num_classes: classes, drop_path: r.drop_path, global_pool: r.global_pool, bf16 };
     let mut model = cfg.init(&ad);
     if let Some(ckpt) = &spec.checkpoint {
         let report = checkpoint::load(&mut model, ckpt, LoadMode::Pretrained, &shape.to_string())?;
