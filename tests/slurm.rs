@@ -202,3 +202,14 @@ fn without_sbatch_on_path_the_error_says_so() {
     c.args(["run", "s.yaml", "--quiet"]).env("PATH", dir.path());
     run(c).code_is(2).stderr_has("`sbatch` is not on PATH");
 }
+
+#[test]
+fn cancel_refuses_a_runner_on_another_host() {
+    let dir = Dir::new();
+    std::fs::create_dir_all(dir.join("runs/s")).unwrap();
+    dir.write("runs/s/journal.jsonl", "");
+    dir.write("runs/s/runner.lock", "4242 some-other-host\n");
+    let mut c = dir.maestro();
+    c.args(["cancel", "runs/s"]);
+    run(c).code_is(2).stderr_has("on host some-other-host; run `maestro cancel` there");
+}

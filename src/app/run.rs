@@ -41,7 +41,8 @@ pub fn status(run_dir: &Path) -> Result<(), Error> {
 }
 
 pub fn cancel(run_dir: &Path) -> Result<(), Error> {
-    let msg = crate::orchestrate::slurm::cancel(run_dir).map_err(Error::Usage)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Failed(e.to_string()))?;
+    let msg = rt.block_on(crate::orchestrate::slurm::cancel(run_dir)).map_err(Error::Usage)?;
     println!("{msg}");
     Ok(())
 }

@@ -51,6 +51,7 @@ pub fn run(spec: &TrialSpec, cmd: &CommandTrial, out: &Path, data: &str, seed: u
         diverged_at_step: None,
         error: None,
         unreadable_images: 0,
+        precision: String::new(),
     };
     eprintln!("$ {line}");
     let status = Command::new("sh").arg("-c").arg(&line).status();

@@ -154,11 +154,15 @@ impl Runner {
                     .map_err(io(&journal_path))?
             }
             Backend::Slurm(slurm) => {
-                let (known, _) = slurm::journal_jobs(&records);
+                let (recorded, _) = slurm::journal_jobs(&records);
                 let ids = pending.into_iter().map(|t| t.id).collect();
-                slurm.run_trials(ids, failures, attached, known, &mut self.journal, &self.cfg, self.stop.clone()).await?
+                slurm.run_trials(ids, failures, attached, recorded, &mut self.journal, &self.cfg, self.stop.clone()).await?
             }
         };
+        if *self.stop.borrow() {
+            // Asked to stop: whatever did not run yet waits for the next run.
+            self.interrupted = true;
+        }
         for (id, f) in &done {
             match f {
                 Finished::Failed(_) => self.failed.push(id.clone()),

@@ -55,20 +55,25 @@ fn expand_tasks(array: u64, list: &str) -> Vec<String> {
     out
 }
 
+/// A number of `squeue --json`: plain (Slurm 22.05) or `{"set": true, "number": 5}` (23+).
+fn number(x: Option<&Value>) -> Option<u64> {
+    match x? {
+        Value::Number(n) => n.as_u64(),
+        Value::Object(o) if o.get("set").and_then(Value::as_bool) != Some(false) => o.get("number")?.as_u64(),
+        _ => None,
+    }
+}
+
 /// `squeue --json` (OpenAPI v0.0.38 of Slurm 22.05, and the object forms of later versions):
 /// every task of the given array jobs. Some versions ignore `--jobs` with `--json`, so the
 /// filtering is done here.
 pub fn parse_squeue_json(text: &str, arrays: &BTreeSet<u64>) -> Result<BTreeMap<String, TaskState>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("squeue --json gave unreadable output: {e}"))?;
+    if let Some(errors) = v.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+        // A busy or failing controller may answer with errors and no jobs: not "all done".
+        return Err(format!("squeue --json reported errors: {}", Value::Array(errors.clone())));
+    }
     let jobs = v.get("jobs").and_then(Value::as_array).ok_or("squeue --json gave no `jobs` list")?;
-    let number = |x: Option<&Value>| -> Option<u64> {
-        match x? {
-            Value::Number(n) => n.as_u64(),
-            // Slurm 23+: {"set": true, "infinite": false, "number": 5}
-            Value::Object(o) if o.get("set").and_then(Value::as_bool) != Some(false) => o.get("number")?.as_u64(),
-            _ => None,
-        }
-    };
     let mut out = BTreeMap::new();
     for j in jobs {
         let Some(array) = number(j.get("array_job_id")) else { continue };
@@ -163,7 +168,11 @@ fn sh_quote(s: &str) -> String {
 }
 
 async fn capture(program: &str, args: &[String]) -> Result<String, String> {
-    let out = Command::new(program).args(args).output().await.map_err(|e| {
+    let mut cmd = Command::new(program);
+    // Its own process group: a Ctrl-C at the terminal must not kill an sbatch that the
+    // controller has already accepted. Full task lists, not "0-99,101-..." cut at 64 characters.
+    cmd.args(args).process_group(0).env("SLURM_BITSTR_LEN", "0");
+    let out = cmd.output().await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "`{program}` was not found on PATH: `executor: slurm` needs Slurm's client commands (sbatch, squeue, scancel) where maestro runs, e.g. on a login node"
@@ -177,6 +186,57 @@ async fn capture(program: &str, args: &[String]) -> Result<String, String> {
         return Err(format!("`{program} {}` failed ({}): {err}", args.join(" "), out.status));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every task of these array jobs that the queue still knows; Err when it cannot be asked.
+async fn poll_tasks(arrays: &BTreeSet<u64>) -> Result<BTreeMap<String, TaskState>, String> {
+    let ids = arrays.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let json = capture("squeue", &["--json".into(), "--states=all".into(), format!("--jobs={ids}")]).await;
+    match json.and_then(|t| parse_squeue_json(&t, arrays)) {
+        Ok(tasks) => Ok(tasks),
+        Err(first) => {
+            // Older Slurm (no --json), or a purged id that squeue refuses: ask scontrol.
+            let mut out = BTreeMap::new();
+            for a in arrays {
+                match capture("scontrol", &["show".into(), "job".into(), "-o".into(), a.to_string()]).await {
+                    Ok(t) => out.extend(parse_scontrol(&t)),
+                    Err(e) if e.contains("Invalid job id") => {}
+                    Err(e) => return Err(format!("{first}; and {e}")),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// scancel jobs (`A` or `A_T`); ids Slurm no longer knows are not an error.
+async fn scancel(ids: &[String]) -> Result<(), String> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    match capture("scancel", ids).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.contains("Invalid job id") || e.contains("already completing or completed") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn array_of(key: &str) -> Option<u64> {
+    key.split('_').next()?.parse().ok()
+}
+
+/// Cancel these tasks and wait (up to a minute) until Slurm has ended them, so nothing still
+/// writes into their trial folders when this returns.
+async fn cancel_and_wait(keys: &[String]) -> Result<(), String> {
+    let arrays: BTreeSet<u64> = keys.iter().filter_map(|k| array_of(k)).collect();
+    scancel(&arrays.iter().map(u64::to_string).collect::<Vec<_>>()).await?;
+    for _ in 0..120 {
+        match poll_tasks(&arrays).await {
+            Ok(t) if !keys.iter().any(|k| t.get(k).is_some_and(TaskState::active)) => return Ok(()),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    Err(format!("Slurm still runs some of {} a minute after scancel", keys.join(", ")))
 }
 
 pub struct SlurmExecutor {
@@ -238,7 +298,13 @@ impl SlurmExecutor {
     async fn submit(&self, batch: &[(String, usize)]) -> Result<u64, String> {
         let dir = self.slurm_dir();
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let n = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?.filter_map(Result::ok).filter(|f| f.file_name().to_string_lossy().ends_with(".tsv")).count();
+        // The next round number: one past the highest, so a deleted list never gets reused.
+        let n = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .filter_map(|f| f.file_name().to_string_lossy().strip_prefix("round-")?.strip_suffix(".tsv")?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |m| m + 1);
         let list = dir.join(format!("round-{n:04}.tsv"));
         let script = dir.join(format!("round-{n:04}.sh"));
         let lines: String = batch.iter().map(|(id, attempt)| format!("{id}\t{attempt}\n")).collect();
@@ -284,37 +350,10 @@ exec {program} trial "$dir/spec.json" --quiet
         id.parse::<u64>().map_err(|_| format!("sbatch printed `{}` instead of a job id", out.trim()))
     }
 
-    /// Every task of these array jobs that the queue still knows; Err when it cannot be asked.
-    async fn poll(&self, arrays: &BTreeSet<u64>) -> Result<BTreeMap<String, TaskState>, String> {
-        let ids = arrays.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-        let json = capture("squeue", &["--json".into(), "--states=all".into(), format!("--jobs={ids}")]).await;
-        match json.and_then(|t| parse_squeue_json(&t, arrays)) {
-            Ok(tasks) => Ok(tasks),
-            Err(first) => {
-                // Older Slurm (no --json), or a purged id that squeue refuses: ask scontrol.
-                let mut out = BTreeMap::new();
-                for a in arrays {
-                    match capture("scontrol", &["show".into(), "job".into(), "-o".into(), a.to_string()]).await {
-                        Ok(t) => out.extend(parse_scontrol(&t)),
-                        Err(e) if e.contains("Invalid job id") => {}
-                        Err(e) => return Err(format!("{first}; and {e}")),
-                    }
-                }
-                Ok(out)
-            }
-        }
-    }
-
-    async fn scancel(&self, arrays: &BTreeSet<u64>) -> Result<(), String> {
-        if arrays.is_empty() {
-            return Ok(());
-        }
-        capture("scancel", &arrays.iter().map(u64::to_string).collect::<Vec<_>>()).await.map(|_| ())
-    }
-
-    /// Active jobs with this run's name that the journal does not know: submitted by a runner
-    /// that died before it could record them. They are cancelled so no trial runs twice.
-    async fn cancel_orphans(&self, known: &BTreeSet<u64>) -> Result<usize, String> {
+    /// Active tasks with this run's name that the journal does not record: submitted by a
+    /// runner that died before it recorded them (a whole array, or its last tasks). They are
+    /// cancelled so no trial runs twice.
+    async fn cancel_orphans(&self, recorded: &BTreeSet<String>) -> Result<usize, String> {
         let Ok(text) = capture("squeue", &["--json".into(), format!("--name={}", self.job_name)]).await else { return Ok(0) };
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let arrays: BTreeSet<u64> = v
@@ -323,14 +362,14 @@ exec {program} trial "$dir/spec.json" --quiet
             .into_iter()
             .flatten()
             .filter(|j| j.get("name").and_then(Value::as_str) == Some(self.job_name.as_str()))
-            .filter_map(|j| j.get("array_job_id").and_then(Value::as_u64))
-            .filter(|a| !known.contains(a))
+            .filter_map(|j| number(j.get("array_job_id")))
             .collect();
-        let all = parse_squeue_json(&text, &arrays)?;
-        let active: BTreeSet<u64> =
-            all.iter().filter(|(_, t)| t.active()).filter_map(|(k, _)| k.split('_').next().and_then(|a| a.parse().ok())).collect();
-        self.scancel(&active).await?;
-        Ok(active.len())
+        let Ok(all) = parse_squeue_json(&text, &arrays) else { return Ok(0) };
+        let orphans: Vec<String> = all.iter().filter(|(k, t)| t.active() && !recorded.contains(*k)).map(|(k, _)| k.clone()).collect();
+        if !orphans.is_empty() {
+            scancel(&orphans).await?;
+        }
+        Ok(orphans.len())
     }
 
     /// Run `trials` as Slurm jobs; `attached` are trials already submitted by an earlier runner
@@ -341,7 +380,7 @@ exec {program} trial "$dir/spec.json" --quiet
         trials: Vec<String>,
         failures: BTreeMap<String, usize>,
         attached: BTreeMap<String, (String, usize)>,
-        known_arrays: BTreeSet<u64>,
+        recorded: BTreeSet<String>,
         journal: &mut Journal,
         cfg: &SchedulerConfig,
         mut stop: watch::Receiver<bool>,
@@ -353,7 +392,7 @@ exec {program} trial "$dir/spec.json" --quiet
                 eprintln!("{line}");
             }
         };
-        let orphans = self.cancel_orphans(&known_arrays).await?;
+        let orphans = self.cancel_orphans(&recorded).await?;
         if orphans > 0 {
             say(format!("cancelled {orphans} Slurm job(s) of this run that were submitted but never recorded"));
         }
@@ -374,8 +413,9 @@ exec {program} trial "$dir/spec.json" --quiet
         let mut done = BTreeMap::new();
         let mut last_beat = Instant::now();
         let poll = Duration::from_secs_f64(self.exec.poll_s);
+        let mut stop_closed = false;
         loop {
-            if !queue.is_empty() {
+            if !queue.is_empty() && !*stop.borrow() {
                 let batch: Vec<(String, usize)> = queue.drain(..).map(|id| {
                     let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
                     (id, attempt)
@@ -392,13 +432,22 @@ exec {program} trial "$dir/spec.json" --quiet
             if watched.is_empty() {
                 break;
             }
+            let stopping = *stop.borrow();
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                changed = stop.changed() => {
-                    if changed.is_ok() && *stop.borrow() {
+                _ = tokio::time::sleep(poll), if !stopping => {}
+                changed = stop.changed(), if !stop_closed && !stopping => {
+                    if changed.is_err() {
+                        stop_closed = true; // no one can ask us to stop any more
+                    }
+                    continue;
+                }
+                _ = std::future::ready(()), if stopping => {
+                    {
                         say(format!("stopping: cancelling {} Slurm job(s); they run again on the next `maestro run`", watched.len()));
-                        let live: BTreeSet<u64> = watched.keys().filter_map(|k| k.split('_').next()?.parse().ok()).collect();
-                        self.scancel(&live).await?;
+                        let keys: Vec<String> = watched.keys().cloned().collect();
+                        if let Err(e) = cancel_and_wait(&keys).await {
+                            say(format!("warning: {e}"));
+                        }
                         for (key, (id, attempt)) in std::mem::take(&mut watched) {
                             let dir = scheduler::trial_dir(&self.run_dir, &id);
                             // One may have finished just before the cancel.
@@ -417,7 +466,7 @@ exec {program} trial "$dir/spec.json" --quiet
                     }
                 }
             }
-            let tasks = match self.poll(&arrays).await {
+            let tasks = match poll_tasks(&arrays).await {
                 Ok(t) => t,
                 Err(e) => {
                     say(format!("cannot read the Slurm queue ({e}); trying again"));
@@ -440,11 +489,16 @@ exec {program} trial "$dir/spec.json" --quiet
                 }
                 watched.remove(&key);
                 let dir = scheduler::trial_dir(&self.run_dir, &id);
-                if task.is_some_and(|t| t.state == "PREEMPTED") && scheduler::settle_if_finished(journal, &dir, &id, attempt).map_err(io)?.is_none() {
-                    // Not the trial's fault: run it again without counting a failure.
-                    journal.append(Event::Interrupted { trial: id.clone(), attempt }).map_err(io)?;
-                    say(format!("preempted {id} (Slurm job {key}); submitting it again"));
-                    queue.push_back(id);
+                if task.is_some_and(|t| t.state == "PREEMPTED") {
+                    if let Some(f) = scheduler::settle_if_finished(journal, &dir, &id, attempt).map_err(io)? {
+                        say(f.line(&id));
+                        done.insert(id, f);
+                    } else {
+                        // Not the trial's fault: run it again without counting a failure.
+                        journal.append(Event::Interrupted { trial: id.clone(), attempt }).map_err(io)?;
+                        say(format!("preempted {id} (Slurm job {key}); submitting it again"));
+                        queue.push_back(id);
+                    }
                     continue;
                 }
                 let no_result = format!("{} (see {})", describe(&key, task), dir.join("log.txt").display());
@@ -467,12 +521,12 @@ exec {program} trial "$dir/spec.json" --quiet
     }
 }
 
-/// Array jobs the journal records for this run, and the trials still running in them.
-pub fn journal_jobs(records: &[journal::Record]) -> (BTreeSet<u64>, BTreeMap<String, (String, usize)>) {
-    let arrays = records
+/// The Slurm tasks the journal records for this run, and the trials still running in them.
+pub fn journal_jobs(records: &[journal::Record]) -> (BTreeSet<String>, BTreeMap<String, (String, usize)>) {
+    let recorded = records
         .iter()
         .filter_map(|r| match &r.event {
-            Event::Submitted { job, .. } => job.split('_').next()?.parse().ok(),
+            Event::Submitted { job, .. } => Some(job.clone()),
             _ => None,
         })
         .collect();
@@ -481,31 +535,38 @@ pub fn journal_jobs(records: &[journal::Record]) -> (BTreeSet<u64>, BTreeMap<Str
         .filter(|(_, s)| s.state == TrialState::Running)
         .filter_map(|(id, s)| Some((id, (s.job?, s.attempts))))
         .collect();
-    (arrays, running)
+    (recorded, running)
 }
 
-/// `maestro cancel RUN_DIR`: stop a run's Slurm jobs. A live runner is asked to stop (it cancels
-/// its jobs and records them); without one, the jobs the journal lists as running are cancelled
-/// and recorded as interrupted here.
-pub fn cancel(run_dir: &Path) -> Result<String, String> {
+/// `maestro cancel RUN_DIR`: stop a run's Slurm jobs. A live runner on this host is asked to
+/// stop (it cancels its jobs and records them); without one, the jobs the journal lists as
+/// running are cancelled here, and each is recorded as finished (it may have just finished) or
+/// interrupted.
+pub async fn cancel(run_dir: &Path) -> Result<String, String> {
     let lock = run_dir.join("runner.lock");
     let jpath = run_dir.join("journal.jsonl");
     if !jpath.exists() {
         return Err(format!("{}: no journal here; is this a maestro run folder?", run_dir.display()));
     }
     if let Ok(text) = std::fs::read_to_string(&lock) {
-        if let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) {
-            if super::lock::alive(pid) {
+        let mut parts = text.split_whitespace();
+        let pid = parts.next().and_then(|p| p.parse::<i32>().ok()).filter(|p| *p > 0);
+        let host = parts.next().unwrap_or("");
+        if let Some(pid) = pid {
+            if !host.is_empty() && host != super::lock::hostname() {
+                return Err(format!("{} is run by maestro (pid {pid}) on host {host}; run `maestro cancel` there, or stop that runner", run_dir.display()));
+            }
+            if super::lock::alive(pid as u32) {
                 unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGINT);
+                    libc::kill(pid, libc::SIGINT);
                 }
-                for _ in 0..600 {
+                for _ in 0..1200 {
                     if !lock.exists() {
                         return Ok(format!("the runner (pid {pid}) stopped and cancelled its jobs; `maestro run` resumes the study"));
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                return Err(format!("asked the runner (pid {pid}) to stop, but it still holds {} after 60 s", lock.display()));
+                return Err(format!("asked the runner (pid {pid}) to stop, but it still holds {} after 2 minutes", lock.display()));
             }
         }
     }
@@ -515,16 +576,26 @@ pub fn cancel(run_dir: &Path) -> Result<String, String> {
     if running.is_empty() {
         return Ok("no Slurm jobs of this run are running; nothing to cancel".into());
     }
-    let arrays: Vec<String> = running.values().filter_map(|(k, _)| k.split('_').next().map(str::to_string)).collect::<BTreeSet<_>>().into_iter().collect();
-    let out = std::process::Command::new("scancel").args(&arrays).output().map_err(|e| format!("cannot run scancel: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("scancel {} failed: {}", arrays.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-    }
+    let keys: Vec<String> = running.values().map(|(k, _)| k.clone()).collect();
+    cancel_and_wait(&keys).await?;
     let mut journal = Journal::open(&jpath).map_err(|e| format!("{}: {e}", jpath.display()))?;
+    let io = |e: std::io::Error| format!("{}: {e}", jpath.display());
+    let (mut finished, mut interrupted) = (0, 0);
     for (id, (_, attempt)) in &running {
-        journal.append(Event::Interrupted { trial: id.clone(), attempt: *attempt }).map_err(|e| format!("{}: {e}", jpath.display()))?;
+        let dir = scheduler::trial_dir(run_dir, id);
+        if scheduler::settle_if_finished(&mut journal, &dir, id, *attempt).map_err(io)?.is_some() {
+            finished += 1;
+        } else {
+            journal.append(Event::Interrupted { trial: id.clone(), attempt: *attempt }).map_err(io)?;
+            interrupted += 1;
+        }
     }
-    Ok(format!("cancelled {} trial(s) in Slurm job(s) {}; `maestro run` resumes the study", running.len(), arrays.join(", ")))
+    let arrays: BTreeSet<u64> = keys.iter().filter_map(|k| array_of(k)).collect();
+    Ok(format!(
+        "cancelled {interrupted} trial(s) in Slurm job(s) {}{}; `maestro run` resumes the study",
+        arrays.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+        if finished > 0 { format!(" ({finished} had finished and are recorded so)") } else { String::new() }
+    ))
 }
 
 #[cfg(test)]
