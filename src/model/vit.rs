@@ -296,23 +296,26 @@ mod tests {
     fn bf16_mixed_precision_follows_the_f32_loss_curve() {
         use burn::optim::{AdamWConfig, GradientsParams};
         use burn::tensor::activation::log_softmax;
-        let dev = Device::flex();
+        // One model and one batch for both runs (the device RNG is shared with other tests).
+        let ad = Device::flex().autodiff();
+        let cfg = VitConfig {
+            shape: VitShape { image_size: 16, patch_size: 4, in_chans: 1, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 4.0 },
+            num_classes: 4,
+            drop_path: 0.0,
+            global_pool: true,
+            bf16: false,
+        };
+        let m0 = cfg.init(&ad);
+        // A learnable problem: the label is the quadrant with the brightest mean.
+        let x = Tensor::<4>::random([32, 1, 16, 16], Distribution::Uniform(0.0, 1.0), &ad);
+        let q = x.clone().reshape([32, 1, 2, 8, 2, 8]).mean_dim(3).mean_dim(5).reshape([32, 4]);
+        let t = q.clone().equal(q.max_dim(1)).float();
         let curve = |bf16: bool| -> Vec<f32> {
-            let ad = dev.clone().autodiff();
-            ad.seed(3);
-            let cfg = VitConfig {
-                shape: VitShape { image_size: 16, patch_size: 4, in_chans: 1, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 4.0 },
-                num_classes: 4,
-                drop_path: 0.0,
-                global_pool: true,
-                bf16,
-            };
-            let mut m = cfg.init(&ad);
+            let mut m = m0.clone();
+            for b in &mut m.blocks {
+                b.bf16 = bf16;
+            }
             let mut opt = AdamWConfig::new().with_weight_decay(0.05).init();
-            // A learnable problem: the label is the quadrant with the brightest mean.
-            let x = Tensor::<4>::random([32, 1, 16, 16], Distribution::Uniform(0.0, 1.0), &ad);
-            let q = x.clone().reshape([32, 1, 2, 8, 2, 8]).mean_dim(3).mean_dim(5).reshape([32, 4]);
-            let t = q.clone().equal(q.max_dim(1)).float();
             (0..40)
                 .map(|_| {
                     let loss = (log_softmax(m.forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean();

@@ -169,7 +169,8 @@ fn sample_efficiency(v: &RunView, out: &Path) -> (Vec<PathBuf>, String) {
     let _ = writeln!(md, "\n|---|---|---|---|{}", "---|".repeat(s.proxies.len()));
     let f2 = |x: Option<f64>| x.map(|t| format!("{t:.2}")).unwrap_or_else(|| "-".into());
     for &f in &fractions {
-        let _ = write!(md, "| {f} | {} | {} | {} |", setup(f), se.pretrain.epochs / f, f2(full(f)));
+        let epochs = (se.pretrain.epochs / f * 100.0).round() / 100.0;
+        let _ = write!(md, "| {f} | {} | {epochs} | {} |", setup(f), f2(full(f)));
         for p in &s.proxies {
             let _ = write!(md, " {} |", f2(best(f, &p.name)));
         }

@@ -56,6 +56,9 @@ pub fn reconstruct(r: &Request) -> Result<(PathBuf, f64), String> {
     if !(mask_ratio > 0.0 && mask_ratio < 1.0) {
         return Err(format!("--mask-ratio must be in (0, 1), got {mask_ratio}"));
     }
+    if (shape.num_patches() as f64 * (1.0 - mask_ratio)) as usize == 0 {
+        return Err(format!("mask ratio {mask_ratio} leaves none of the {} patches visible", shape.num_patches()));
+    }
     let channels = shape.in_chans;
     if channels != 1 && channels != 3 {
         return Err(format!("in_chans {channels}: images are read as 1 (grey) or 3 (colour) channels"));
@@ -70,6 +73,9 @@ pub fn reconstruct(r: &Request) -> Result<(PathBuf, f64), String> {
     }
     if images.is_empty() {
         let cat = spec.source.scan().map_err(|e| e.to_string())?;
+        if cat.val.items.is_empty() {
+            return Err(format!("{} has no validation images to reconstruct; pass some with --images", spec.source.describe()));
+        }
         let reader = SplitReader::open(&spec.source, &cat.val.name).map_err(|e| e.to_string())?;
         let n = r.count.clamp(1, cat.val.items.len().max(1));
         for i in 0..n {

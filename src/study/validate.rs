@@ -146,7 +146,15 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         if se.fractions.is_empty() {
             c.fail("sample_efficiency.fractions", "needs at least one fraction");
         }
+        let mut seen = HashSet::new();
         for (i, &f) in se.fractions.iter().enumerate() {
+            let name = crate::study::schema::SampleEfficiency::setup_name(f);
+            if f > 0.0 && f <= 1.0 && !seen.insert(name.clone()) {
+                c.fail(format!("sample_efficiency.fractions[{i}]"), format!("{f} gives the setup name `{name}` a previous fraction already has"));
+            }
+            if f > 0.0 && f < 0.001 {
+                c.fail(format!("sample_efficiency.fractions[{i}]"), format!("{f} is below 0.1% of the data"));
+            }
             if !(f > 0.0 && f <= 1.0) {
                 c.fail(format!("sample_efficiency.fractions[{i}]"), format!("a fraction of the data must be in (0, 1], got {f}"));
             } else if study.pretrain_setups[..study.listed_setups].iter().any(|s| s.name == crate::study::schema::SampleEfficiency::setup_name(f)) {

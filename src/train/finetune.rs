@@ -385,6 +385,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
         error: diverged_at.map(|s| format!("the loss became NaN or infinite at optimizer step {s}")),
         unreadable_images: data.train.failures.count() + data.val.failures.count(),
         epochs: state.epochs,
+        precision: if bf16 { "bf16".into() } else { "f32".into() },
     };
     for f in [&data.train.failures, &data.val.failures] {
         if let Some(report) = f.report() {

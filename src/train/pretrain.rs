@@ -177,6 +177,9 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let mut error = None;
     let mut acc = GradientsAccumulator::<MaskedAutoencoder>::new();
     let l = spec.model.num_patches();
+    if (l as f64 * (1.0 - r.mask_ratio)) as usize == 0 {
+        return Err(TrainError::Setup(format!("mask_ratio {} leaves none of the {l} patches visible; lower it", r.mask_ratio)));
+    }
     // The loss curve keeps about 100 points, each the mean over the steps since the last.
     let every = (total / 100).max(1);
     let mut window = (0f64, 0usize);
@@ -218,7 +221,9 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             model = optim.step(sched.step(), model, grads);
             st.step += 1;
             if st.step % every == 0 || st.step == total {
-                st.loss_curve.push([st.step as f64 / ipe as f64, window.0 / window.1.max(1) as f64]);
+                // Optimizer steps per epoch: the micro-batches over the accumulation.
+                let steps_per_epoch = ipe.div_ceil(r.accum_iter.max(1)) as f64;
+                st.loss_curve.push([st.step as f64 / steps_per_epoch, window.0 / window.1.max(1) as f64]);
                 window = (0.0, 0);
             }
             pb.set_position(st.step as u64);

@@ -106,6 +106,9 @@ pub struct FinetuneResult {
     pub error: Option<String>,
     /// Images that could not be read and were skipped.
     pub unreadable_images: usize,
+    /// What the blocks computed in: `f32` or `bf16` (mixed precision).
+    #[serde(default)]
+    pub precision: String,
 }
 
 impl FinetuneResult {
