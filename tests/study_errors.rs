@@ -7,6 +7,24 @@ use util::*;
 /// (case, study text, expected "line:column", expected text in the message)
 const CASES: &[(&str, &str, &str, &str)] = &[
     (
+        "a Slurm setting with the local executor",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nexecution:\n  partition: gpu\n",
+        "4:14",
+        "execution.partition: `partition` is a Slurm setting, but the executor is local\n  hint: add `executor: slurm`",
+    ),
+    (
+        "an sbatch option maestro sets itself",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nexecution:\n  executor: slurm\n  extra_sbatch_args: [\"--qos=high\", \"--clusters=b\"]\n",
+        "5:37",
+        "execution.extra_sbatch_args[1]: `--clusters=b`: maestro sets this itself",
+    ),
+    (
+        "two sample-efficiency fractions with one name",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nsample_efficiency:\n  fractions: [0.1, 0.10001]\n",
+        "4:20",
+        "sample_efficiency.fractions[1]: 0.10001 gives the setup name `data-10pct` a previous fraction already has",
+    ),
+    (
         "unknown top-level key, with a suggestion",
         "name: s\ndataset: { kind: imagefolder, root: data }\nserach: { llrd: [0.7] }\n",
         "3:1",

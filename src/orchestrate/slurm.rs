@@ -239,6 +239,9 @@ async fn cancel_and_wait(keys: &[String]) -> Result<(), String> {
     Err(format!("Slurm still runs some of {} a minute after scancel", keys.join(", ")))
 }
 
+/// Tasks per array job at most (under Slurm's default MaxArraySize of 1001).
+const MAX_ARRAY_TASKS: usize = 1000;
+
 pub struct SlurmExecutor {
     /// The maestro binary the jobs run; the nodes must see it at this path.
     pub program: PathBuf,
@@ -415,11 +418,16 @@ exec {program} trial "$dir/spec.json" --quiet
         let poll = Duration::from_secs_f64(self.exec.poll_s);
         let mut stop_closed = false;
         loop {
-            if !queue.is_empty() && !*stop.borrow() {
-                let batch: Vec<(String, usize)> = queue.drain(..).map(|id| {
-                    let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
-                    (id, attempt)
-                }).collect();
+            while !queue.is_empty() && !*stop.borrow() {
+                // Slurm's default MaxArraySize is 1001: larger rounds go as several arrays.
+                let n = queue.len().min(MAX_ARRAY_TASKS);
+                let batch: Vec<(String, usize)> = queue
+                    .drain(..n)
+                    .map(|id| {
+                        let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
+                        (id, attempt)
+                    })
+                    .collect();
                 let array = self.submit(&batch).await?;
                 arrays.insert(array);
                 for (i, (id, attempt)) in batch.iter().enumerate() {

@@ -126,7 +126,8 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     for (i, s) in study.pretrain_setups.iter().enumerate() {
         let f = format!("pretrain_setups[{i}]");
         check_name(c, &format!("{f}.name"), &s.name);
-        if !names.insert(s.name.as_str()) {
+        // Sample-efficiency setups (after the listed ones) are checked at their fractions.
+        if !names.insert(s.name.as_str()) && i < study.listed_setups {
             c.fail(format!("{f}.name"), format!("setup name \"{}\" is used twice", s.name));
         }
         if s.checkpoint.is_some() && s.pretrain.is_some() {
@@ -280,6 +281,12 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         }
         if e.array_parallelism == Some(0) {
             c.fail("execution.array_parallelism", "array_parallelism must be at least 1");
+        }
+        for (i, a) in e.extra_sbatch_args.iter().enumerate() {
+            let flag = a.split('=').next().unwrap_or("");
+            if ["-M", "--clusters", "--cluster", "-a", "--array", "-o", "--output", "-J", "--job-name", "--parsable"].contains(&flag) || a.starts_with("-M") {
+                c.fail(format!("execution.extra_sbatch_args[{i}]"), format!("`{a}`: maestro sets this itself (or cannot follow jobs across clusters)"));
+            }
         }
         for (key, v) in [("partition", &e.partition), ("gres", &e.gres), ("mem", &e.mem), ("time", &e.time)] {
             if let Some(v) = v {
