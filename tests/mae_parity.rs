@@ -14,16 +14,10 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-#[test]
-fn loss_mask_and_prediction_match_the_official_model() {
-    let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("mae_parity_io.json")).unwrap()).unwrap();
-    let c = &io["config"];
+/// The model of a fixture's `config` (the official constructor's arguments).
+fn config(c: &Value, supervised_classes: Option<usize>) -> MaeConfig {
     let u = |k: &str| c[k].as_u64().unwrap() as usize;
-    let cfg = MaeConfig {
+    MaeConfig {
         encoder: VitShape {
             image_size: u("img_size"),
             patch_size: u("patch_size"),
@@ -37,8 +31,18 @@ fn loss_mask_and_prediction_match_the_official_model() {
         decoder_depth: u("decoder_depth"),
         decoder_num_heads: u("decoder_num_heads"),
         norm_pix_loss: c["norm_pix_loss"].as_bool().unwrap(),
-        supervised_classes: None,
-    };
+        supervised_classes,
+    }
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+#[test]
+fn loss_mask_and_prediction_match_the_official_model() {
+    let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("mae_parity_io.json")).unwrap()).unwrap();
+    let cfg = config(&io["config"], None);
     let dev = Device::flex();
     let mut model = cfg.init(&dev);
     let report = checkpoint::load_exact(&mut model, &fixture("mae_parity.pth"), "mae parity").unwrap();
@@ -74,22 +78,7 @@ fn supmae_logits_and_loss_match_the_official_model() {
     let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("supmae_parity_io.json")).unwrap()).unwrap();
     let c = &io["config"];
     let u = |k: &str| c[k].as_u64().unwrap() as usize;
-    let cfg = MaeConfig {
-        encoder: VitShape {
-            image_size: u("img_size"),
-            patch_size: u("patch_size"),
-            in_chans: u("in_chans"),
-            embed_dim: u("embed_dim"),
-            depth: u("depth"),
-            num_heads: u("num_heads"),
-            mlp_ratio: c["mlp_ratio"].as_f64().unwrap(),
-        },
-        decoder_embed_dim: u("decoder_embed_dim"),
-        decoder_depth: u("decoder_depth"),
-        decoder_num_heads: u("decoder_num_heads"),
-        norm_pix_loss: true,
-        supervised_classes: Some(u("nb_classes")),
-    };
+    let cfg = config(c, Some(u("nb_classes")));
     assert_eq!(u("cls_hidden_mlp"), 4 * u("embed_dim"));
     // Training mode: BatchNorm1d normalises with the batch's statistics.
     let dev = Device::flex().autodiff();

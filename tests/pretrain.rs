@@ -4,8 +4,8 @@ mod util;
 use serde_json::Value;
 use util::*;
 
-#[test]
-fn pretrain_writes_an_encoder_the_fine_tune_loads() {
+/// Three classes of 16 px images and a 2-block ViT with 4 px patches.
+fn tiny_study() -> Dir {
     let dir = Dir::new();
     image_tree(&dir.join("data"), 3, 16, 4);
     dir.write(
@@ -14,6 +14,12 @@ fn pretrain_writes_an_encoder_the_fine_tune_loads() {
          model: { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2 }\n\
          finetune: { epochs: 1, warmup_epochs: 0, batch_size: 8, eval_crop_pct: 1.0 }\n",
     );
+    dir
+}
+
+#[test]
+fn pretrain_writes_an_encoder_the_fine_tune_loads() {
+    let dir = tiny_study();
     let mut c = dir.maestro();
     c.args(["pretrain", "--study", "s.yaml", "--epochs", "2", "--warmup", "1", "--batch-size", "8", "--decoder-dim", "16"]);
     c.args(["--decoder-heads", "2", "--out", "pre", "--quiet"]);
@@ -65,14 +71,7 @@ fn bad_pretraining_settings_are_user_errors() {
 
 #[test]
 fn supmae_trains_its_supervised_branch_and_writes_official_names() {
-    let dir = Dir::new();
-    image_tree(&dir.join("data"), 3, 16, 4);
-    dir.write(
-        "s.yaml",
-        "name: s\ndataset: { kind: imagefolder, root: data }\n\
-         model: { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2 }\n\
-         finetune: { epochs: 1, warmup_epochs: 0, batch_size: 8, eval_crop_pct: 1.0 }\n",
-    );
+    let dir = tiny_study();
     let mut c = dir.maestro();
     c.args(["pretrain", "--study", "s.yaml", "--supmae", "--epochs", "2", "--warmup", "1", "--batch-size", "8", "--decoder-dim", "16"]);
     c.args(["--decoder-heads", "2", "--out", "pre", "--quiet"]);

@@ -5,7 +5,7 @@
 mod util;
 use std::path::Path;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::*;
 
@@ -25,26 +25,6 @@ fn study(dir: &Dir, name: &str, extra: &str) {
              execution: {{ devices: [cpu, cpu], max_retries: 2 }}\n{extra}"
         ),
     );
-}
-
-fn journal(dir: &Dir, run: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join(run).join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn events<'a>(j: &'a [serde_json::Value], event: &str) -> Vec<&'a serde_json::Value> {
-    j.iter().filter(|e| e["event"] == event).collect()
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 fn start(dir: &Dir, args: &[&str]) -> Child {

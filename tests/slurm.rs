@@ -3,7 +3,7 @@
 
 mod util;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::*;
 
@@ -39,24 +39,8 @@ fn study(dir: &Dir, file: &str, execution: &str) {
     );
 }
 
-fn journal(dir: &Dir, run: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join(run).join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn count(j: &[serde_json::Value], event: &str) -> usize {
-    j.iter().filter(|e| e["event"] == event).count()
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    events(j, event).len()
 }
 
 /// Active jobs of this run's study in the queue.

@@ -108,3 +108,25 @@ pub fn image_tree(root: &Path, classes: usize, per_class: usize, val_per_class: 
         }
     }
 }
+
+/// Every event of a run folder's journal (an empty list before the runner wrote one).
+pub fn journal(dir: &Dir, run: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(run).join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn events<'a>(j: &'a [serde_json::Value], event: &str) -> Vec<&'a serde_json::Value> {
+    j.iter().filter(|e| e["event"] == event).collect()
+}
+
+/// Poll `f` until it holds; fail the test after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
