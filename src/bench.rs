@@ -99,7 +99,7 @@ pub struct StepRequest {
     pub device: Device,
     pub classes: usize,
     pub peak_tflops: Option<f64>,
-    /// Mixed precision for the fine-tune step (the pre-training step is f32).
+    /// bf16 mixed precision in the transformer blocks.
     pub bf16: bool,
 }
 
@@ -153,6 +153,7 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
         decoder_num_heads: decoder_heads,
         norm_pix_loss: true,
         supervised_classes: None,
+        bf16: r.bf16,
     };
     let mut model = cfg.init(&ad);
     let mut optim = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_weight_decay(0.05).init();
@@ -165,7 +166,8 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
         model = optim.step(1e-4, model.clone(), grads);
         Ok(())
     })?;
-    let what = format!("pre-training step, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}");
+    let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
+    let what = format!("pre-training step, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}, {precision}");
     Ok(stats(what, r.batch, &times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth), r.peak_tflops))
 }
 

@@ -106,8 +106,8 @@ enum BenchCommand {
         model: String,
         #[arg(long, default_value_t = 128)]
         batch: usize,
-        /// f32, or bf16 (mixed precision: bf16 matmuls and attention in the fine-tune step's
-        /// blocks, f32 weights and optimizer state; the pre-training step stays f32).
+        /// f32, or bf16 (mixed precision: bf16 matmuls and attention in the transformer blocks,
+        /// f32 weights and optimizer state).
         #[arg(long, default_value = "f32")]
         precision: String,
         #[arg(long, default_value = "cpu")]

@@ -32,6 +32,7 @@ fn config(c: &Value, supervised_classes: Option<usize>) -> MaeConfig {
         decoder_num_heads: u("decoder_num_heads"),
         norm_pix_loss: c["norm_pix_loss"].as_bool().unwrap(),
         supervised_classes,
+        bf16: false,
     }
 }
 

@@ -29,8 +29,10 @@ run() { # limit_s label command...
     python -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
 } 2>&1 | tee -a "$LOG"
 run 30 doctor "$BIN" doctor
-# H100 SXM dense peak: 989 TFLOP/s bf16, 494.5 TF32; maestro's f32 path does not use TF32.
-run 240 maestro-steps-f32 "$BIN" bench step --device cuda:0 --batch 128 --steps 10 --warmup 3 --peak-tflops 67 --json
+# H100 SXM dense peaks: 989 TFLOP/s bf16; 67 TFLOP/s f32 without tensor cores (maestro's f32
+# path does not use TF32).
+run 200 maestro-steps-bf16 "$BIN" bench step --device cuda:0 --batch 128 --steps 10 --warmup 3 --precision bf16 --peak-tflops 989 --json
+run 120 maestro-steps-f32 "$BIN" bench step --device cuda:0 --batch 128 --steps 10 --warmup 3 --peak-tflops 67 --json
 run 200 torch-steps python benches/torch_reference.py step --device cuda --batch 128 --compile ${MAE:+--mae-repo "$MAE"}
 python benches/torch_reference.py make-jpegs /tmp/maestro-jpegs --count 200 >/dev/null 2>&1
 run 60 maestro-pipeline "$BIN" bench pipeline /tmp/maestro-jpegs --json

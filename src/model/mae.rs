@@ -22,6 +22,8 @@ pub struct MaeConfig {
     pub norm_pix_loss: bool,
     /// SupMAE: classes of the supervised branch on the visible tokens; None for plain MAE.
     pub supervised_classes: Option<usize>,
+    /// Mixed precision in the encoder's and decoder's blocks (see `vit::Block::bf16`).
+    pub bf16: bool,
 }
 
 /// SupMAE's supervised branch (enyac-group/supmae models_supmae.py, `cls_head`): Linear(D, 4D)
@@ -100,12 +102,14 @@ impl MaeConfig {
             cls_token: Param::from_tensor(Tensor::random([1, 1, d], Distribution::Normal(0.0, 0.02), device)),
             pos_embed: fixed(sincos_2d(d, s.grid(), true), n, d, device),
             patch_embed: patch_embed(s.in_chans, d, p, device),
-            blocks: (0..s.depth).map(|_| block(d, s.num_heads, s.mlp_ratio, 0.0, true, device)).collect(),
+            blocks: (0..s.depth).map(|_| Block { bf16: self.bf16, ..block(d, s.num_heads, s.mlp_ratio, 0.0, true, device) }).collect(),
             norm: layer_norm(d, device),
             mask_token: Param::from_tensor(Tensor::random([1, 1, dd], Distribution::Normal(0.0, 0.02), device)),
             decoder_pos_embed: fixed(sincos_2d(dd, s.grid(), true), n, dd, device),
             decoder_embed: linear_xavier(d, dd, device),
-            decoder_blocks: (0..self.decoder_depth).map(|_| block(dd, self.decoder_num_heads, s.mlp_ratio, 0.0, true, device)).collect(),
+            decoder_blocks: (0..self.decoder_depth)
+                .map(|_| Block { bf16: self.bf16, ..block(dd, self.decoder_num_heads, s.mlp_ratio, 0.0, true, device) })
+                .collect(),
             decoder_norm: layer_norm(dd, device),
             decoder_pred: linear_xavier(dd, p * p * s.in_chans, device),
             cls_head: self.supervised_classes.map(|k| ClsHead {
@@ -240,6 +244,7 @@ mod tests {
             decoder_num_heads: 2,
             norm_pix_loss: true,
             supervised_classes: None,
+            bf16: false,
         };
         let m = cfg.init(&dev);
         let vals: Vec<f32> = (0..48).map(|v| v as f32).collect();
@@ -251,5 +256,30 @@ mod tests {
         assert_eq!(flat[5], 33.0);
         let back = m.unpatchify(p, 3).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
         assert_eq!(back, vals);
+    }
+
+    #[test]
+    fn bf16_blocks_give_nearly_the_f32_loss() {
+        let dev = Device::flex();
+        let cfg = MaeConfig {
+            encoder: VitShape { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 4.0 },
+            decoder_embed_dim: 16,
+            decoder_depth: 1,
+            decoder_num_heads: 2,
+            norm_pix_loss: true,
+            supervised_classes: None,
+            bf16: false,
+        };
+        let m = cfg.init(&dev);
+        let mut b = cfg.init(&dev);
+        b = b.load_record(m.clone().into_record());
+        for blk in b.blocks.iter_mut().chain(b.decoder_blocks.iter_mut()) {
+            blk.bf16 = true;
+        }
+        let x = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &dev);
+        let noise = Tensor::<2>::random([4, 16], Distribution::Uniform(0.0, 1.0), &dev);
+        let f = m.forward(x.clone(), noise.clone(), 0.75, None).loss.into_scalar::<f32>();
+        let h = b.forward(x, noise, 0.75, None).loss.into_scalar::<f32>();
+        assert!(f != h && ((f - h) / f).abs() < 0.01, "f32 {f} vs bf16 {h}");
     }
 }

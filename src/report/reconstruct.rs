@@ -95,6 +95,7 @@ pub fn reconstruct(r: &Request) -> Result<(PathBuf, f64), String> {
         decoder_num_heads: rec.decoder_num_heads,
         norm_pix_loss: rec.norm_pix_loss,
         supervised_classes: None,
+        bf16: false,
     };
     let mut model: MaskedAutoencoder = cfg.init(&device);
     // SupMAE's head is not needed to reconstruct.

@@ -204,6 +204,9 @@ pub struct PretrainRecipe {
     /// Pre-train on this fraction of every class's training images (drawn with the study's seed).
     #[serde(skip_serializing_if = "is_one")]
     pub data_fraction: f64,
+    /// `auto` (bf16 mixed precision on CUDA, f32 elsewhere), `bf16` or `f32`.
+    #[serde(skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
 }
 
 fn is_one(v: &f64) -> bool {
@@ -239,6 +242,7 @@ impl Default for PretrainRecipe {
             norm_pix_loss: true,
             supmae: false,
             data_fraction: 1.0,
+            precision: Precision::Auto,
         }
     }
 }

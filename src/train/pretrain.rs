@@ -145,7 +145,11 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         decoder_num_heads: r.decoder_num_heads,
         norm_pix_loss: r.norm_pix_loss,
         supervised_classes: r.supmae.then_some(num_classes),
+        bf16: r.precision.bf16_on(&spec.device.parse::<DeviceSpec>().map_err(TrainError::Setup)?),
     };
+    if cfg.bf16 && !ad.supports_dtype(burn::tensor::FloatDType::BF16) {
+        return Err(TrainError::Setup(format!("pretrain precision: {} cannot compute in bf16; use precision: f32", spec.device)));
+    }
     let mut model = cfg.init(&ad);
     // timm's add_weight_decay: no decay for 1-D parameters and biases.
     let no_decay: Vec<String> = parameters(&model).into_iter().filter(|(p, _, nd)| *nd <= 1 || p.ends_with(".bias")).map(|(p, _, _)| p).collect();
