@@ -404,7 +404,7 @@ exec {program} trial "$dir/spec.json" --quiet
         let mut watched: BTreeMap<String, (String, usize)> = BTreeMap::new();
         let mut arrays = BTreeSet::new();
         for (id, (key, attempt)) in attached {
-            if let Some(a) = key.split('_').next().and_then(|a| a.parse::<u64>().ok()) {
+            if let Some(a) = array_of(&key) {
                 arrays.insert(a);
                 say(format!("re-attached {id} (Slurm job {key})"));
                 watched.insert(key, (id, attempt));
@@ -450,28 +450,26 @@ exec {program} trial "$dir/spec.json" --quiet
                     continue;
                 }
                 _ = std::future::ready(()), if stopping => {
-                    {
-                        say(format!("stopping: cancelling {} Slurm job(s); they run again on the next `maestro run`", watched.len()));
-                        let keys: Vec<String> = watched.keys().cloned().collect();
-                        if let Err(e) = cancel_and_wait(&keys).await {
-                            say(format!("warning: {e}"));
-                        }
-                        for (key, (id, attempt)) in std::mem::take(&mut watched) {
-                            let dir = scheduler::trial_dir(&self.run_dir, &id);
-                            // One may have finished just before the cancel.
-                            let f = scheduler::settle_if_finished(journal, &dir, &id, attempt).map_err(io)?;
-                            let f = match f {
-                                Some(f) => f,
-                                None => {
-                                    journal.append(Event::Interrupted { trial: id.clone(), attempt }).map_err(io)?;
-                                    say(format!("cancelled {id} (Slurm job {key})"));
-                                    Finished::Interrupted
-                                }
-                            };
-                            done.insert(id, f);
-                        }
-                        break;
+                    say(format!("stopping: cancelling {} Slurm job(s); they run again on the next `maestro run`", watched.len()));
+                    let keys: Vec<String> = watched.keys().cloned().collect();
+                    if let Err(e) = cancel_and_wait(&keys).await {
+                        say(format!("warning: {e}"));
                     }
+                    for (key, (id, attempt)) in std::mem::take(&mut watched) {
+                        let dir = scheduler::trial_dir(&self.run_dir, &id);
+                        // One may have finished just before the cancel.
+                        let f = scheduler::settle_if_finished(journal, &dir, &id, attempt).map_err(io)?;
+                        let f = match f {
+                            Some(f) => f,
+                            None => {
+                                journal.append(Event::Interrupted { trial: id.clone(), attempt }).map_err(io)?;
+                                say(format!("cancelled {id} (Slurm job {key})"));
+                                Finished::Interrupted
+                            }
+                        };
+                        done.insert(id, f);
+                    }
+                    break;
                 }
             }
             let tasks = match poll_tasks(&arrays).await {
