@@ -303,3 +303,29 @@ fn a_sample_efficiency_study_pretrains_each_fraction_at_equal_compute() {
         assert!(dir.join("reports/e").join(f).is_file(), "{f} missing");
     }
 }
+
+#[test]
+fn a_finished_trial_its_runner_did_not_record_is_not_run_again() {
+    let dir = Dir::new();
+    study(&dir, "u", "");
+    let mut c = dir.maestro();
+    c.args(["run", "u.yaml", "--quiet"]);
+    run(c).success();
+    // As if the runner died between the trial's result and its journal line.
+    let trial = "half__scratch__llrd0.6__blr0.001__r0";
+    let path = dir.join("runs/u/journal.jsonl");
+    let kept: String = read(&path)
+        .lines()
+        .filter(|l| !(l.contains("\"event\":\"completed\"") && l.contains(trial)) && !l.contains("\"event\":\"runner_stopped\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, kept).unwrap();
+    let before = events(&journal(&dir, "runs/u"), "running").len();
+    let mut c = dir.maestro();
+    c.args(["run", "u.yaml", "--quiet"]);
+    run(c).success();
+    let j = journal(&dir, "runs/u");
+    assert_eq!(events(&j, "running").len(), before, "nothing ran again");
+    assert_eq!(events(&j, "completed").len(), 10);
+    assert!(events(&j, "completed").iter().any(|e| e["trial"] == trial));
+}

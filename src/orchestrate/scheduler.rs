@@ -111,10 +111,14 @@ pub async fn run_trials(
         // Fill every free slot.
         while !stopping && !free.is_empty() && !queue.is_empty() {
             let id = queue.pop_front().expect("non-empty");
-            let slot = free.pop().expect("non-empty");
             let dir = trial_dir(run_dir, &id);
             // Attempts are counted by failures: a retry is attempt failures + 1.
             let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
+            if let Some(f) = prepare_attempt(journal, &dir, &id, attempt)? {
+                done.insert(id, f);
+                continue;
+            }
+            let slot = free.pop().expect("non-empty");
             let job = Job {
                 trial: id.clone(),
                 spec: dir.join("spec.json"),
@@ -239,6 +243,19 @@ pub(super) fn settle(
         None => no_result,
     };
     retry_or_fail(journal, failures, queue, id, attempt, reason, max_retries)
+}
+
+/// Before an attempt starts: a result that is already final (the trial finished, but its runner
+/// died before recording it) is recorded and the trial is not run again; any other result is
+/// an earlier attempt's and is removed, so it cannot stand for this attempt's.
+pub(super) fn prepare_attempt(journal: &mut Journal, dir: &Path, id: &str, attempt: usize) -> std::io::Result<Option<Finished>> {
+    if let Some(f) = settle_if_finished(journal, dir, id, attempt)? {
+        return Ok(Some(f));
+    }
+    match std::fs::remove_file(dir.join("result.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(None),
+    }
 }
 
 /// Journal the attempt's result when it finished for good (completed or diverged); None otherwise.

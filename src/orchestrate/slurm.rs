@@ -421,13 +421,20 @@ exec {program} trial "$dir/spec.json" --quiet
             while !queue.is_empty() && !*stop.borrow() {
                 // Slurm's default MaxArraySize is 1001: larger rounds go as several arrays.
                 let n = queue.len().min(MAX_ARRAY_TASKS);
-                let batch: Vec<(String, usize)> = queue
-                    .drain(..n)
-                    .map(|id| {
-                        let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
-                        (id, attempt)
-                    })
-                    .collect();
+                let mut batch: Vec<(String, usize)> = Vec::with_capacity(n);
+                for id in queue.drain(..n).collect::<Vec<_>>() {
+                    let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
+                    match scheduler::prepare_attempt(journal, &scheduler::trial_dir(&self.run_dir, &id), &id, attempt).map_err(io)? {
+                        Some(f) => {
+                            say(f.line(&id));
+                            done.insert(id, f);
+                        }
+                        None => batch.push((id, attempt)),
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
                 let array = self.submit(&batch).await?;
                 arrays.insert(array);
                 for (i, (id, attempt)) in batch.iter().enumerate() {
