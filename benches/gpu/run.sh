@@ -7,7 +7,10 @@
 # timm's (eager bf16 autocast, f32, torch.compile) and the official MAE's, the pipeline per core.
 # Each part has its own time limit so one that hangs cannot eat the others' time.
 set -u
-BIN=${1:?usage: run.sh MAESTRO_BINARY [MAE_CHECKOUT]}
+BIN=${1:?usage: run.sh MAESTRO_BINARY[.xz] [MAE_CHECKOUT]}
+if [[ "$BIN" == *.xz ]]; then # scripts/build-cuda's compressed copy (it fits the 64 MiB carry)
+    xz -d -c "$BIN" >/tmp/maestro-cuda && chmod +x /tmp/maestro-cuda && BIN=/tmp/maestro-cuda
+fi
 MAE=${2:-}
 OUTDIR=${OUT:-benches/results}
 mkdir -p "$OUTDIR"
