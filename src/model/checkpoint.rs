@@ -220,14 +220,21 @@ fn load_burnpack<M: Module>(model: &mut M, path: &Path) -> Result<LoadReport, Ch
     Ok(LoadReport { applied: model_params(model).len(), ..Default::default() })
 }
 
-/// Load weights into a fine-tune ViT.
-pub fn load(model: &mut VisionTransformer, path: &Path, mode: LoadMode, describe: &str) -> Result<LoadReport, CheckpointError> {
+/// A PyTorch or safetensors checkpoint and the shape of each tensor by timm name; None for
+/// burnpack, which loads whole.
+fn open_with_shapes(path: &Path) -> Result<Option<(Store, BTreeMap<String, Vec<usize>>)>, CheckpointError> {
     let format = format_of(path)?;
     if let Format::Burnpack = format {
-        return load_burnpack(model, path);
+        return Ok(None);
     }
     let mut store = Store::open(path, &format)?;
-    let ckpt = store.shapes().map_err(|message| CheckpointError::Read { path: path.into(), message })?;
+    let shapes = store.shapes().map_err(|message| CheckpointError::Read { path: path.into(), message })?;
+    Ok(Some((store, shapes)))
+}
+
+/// Load weights into a fine-tune ViT.
+pub fn load(model: &mut VisionTransformer, path: &Path, mode: LoadMode, describe: &str) -> Result<LoadReport, CheckpointError> {
+    let Some((mut store, ckpt)) = open_with_shapes(path)? else { return load_burnpack(model, path) };
     let params = model_params(model);
 
     let mut report = LoadReport::default();
@@ -301,12 +308,7 @@ pub fn load(model: &mut VisionTransformer, path: &Path, mode: LoadMode, describe
 /// names (an MAE pre-training model from an official `*_full.pth`, say). Nothing may be missing
 /// and every shape must agree.
 pub fn load_exact<M: Module + ModuleSnapshot>(model: &mut M, path: &Path, describe: &str) -> Result<LoadReport, CheckpointError> {
-    let format = format_of(path)?;
-    if let Format::Burnpack = format {
-        return load_burnpack(model, path);
-    }
-    let mut store = Store::open(path, &format)?;
-    let ckpt = store.shapes().map_err(|message| CheckpointError::Read { path: path.into(), message })?;
+    let Some((mut store, ckpt)) = open_with_shapes(path)? else { return load_burnpack(model, path) };
     let params = model_params(model);
     let mut missing = Vec::new();
     for (_, name, shape) in &params {

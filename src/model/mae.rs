@@ -234,18 +234,15 @@ impl MaskedAutoencoder {
 mod tests {
     use super::*;
 
+    /// A plain MAE (f32, norm_pix_loss) with a 1-block decoder of 2 heads.
+    fn small(encoder: VitShape, decoder_embed_dim: usize) -> MaeConfig {
+        MaeConfig { encoder, decoder_embed_dim, decoder_depth: 1, decoder_num_heads: 2, norm_pix_loss: true, supervised_classes: None, bf16: false }
+    }
+
     #[test]
     fn patchify_round_trips_and_orders_channel_fastest() {
         let dev = Device::flex();
-        let cfg = MaeConfig {
-            encoder: VitShape { image_size: 4, patch_size: 2, in_chans: 3, embed_dim: 8, depth: 1, num_heads: 2, mlp_ratio: 2.0 },
-            decoder_embed_dim: 8,
-            decoder_depth: 1,
-            decoder_num_heads: 2,
-            norm_pix_loss: true,
-            supervised_classes: None,
-            bf16: false,
-        };
+        let cfg = small(VitShape { image_size: 4, patch_size: 2, in_chans: 3, embed_dim: 8, depth: 1, num_heads: 2, mlp_ratio: 2.0 }, 8);
         let m = cfg.init(&dev);
         let vals: Vec<f32> = (0..48).map(|v| v as f32).collect();
         let imgs = Tensor::<4>::from_data(TensorData::new(vals.clone(), [1, 3, 4, 4]), &dev);
@@ -261,15 +258,7 @@ mod tests {
     #[test]
     fn bf16_blocks_give_nearly_the_f32_loss() {
         let dev = Device::flex();
-        let cfg = MaeConfig {
-            encoder: VitShape { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 4.0 },
-            decoder_embed_dim: 16,
-            decoder_depth: 1,
-            decoder_num_heads: 2,
-            norm_pix_loss: true,
-            supervised_classes: None,
-            bf16: false,
-        };
+        let cfg = small(VitShape { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 4.0 }, 16);
         let m = cfg.init(&dev);
         let mut b = cfg.init(&dev);
         b = b.load_record(m.clone().into_record());
