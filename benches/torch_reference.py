@@ -3,9 +3,12 @@ with timm / the official MAE model and PIL/torchvision, on the same machine in t
 so maestro's numbers can be given as ratios.
 
   python benches/torch_reference.py step --device cuda --batch 128 [--mae-repo PATH] [--compile]
+                                         [--variants bf16,f32,bf16-compile,mae-bf16,...]
       timm's ViT-B/16 fine-tune step (AdamW, soft-target cross-entropy) in bf16 autocast and f32,
       and facebookresearch/mae's MaskedAutoencoderViT pre-training step (mask 0.9, 1-block
-      decoder 512 wide) when --mae-repo points at a checkout: images/s and peak memory.
+      decoder 512 wide) when --mae-repo points at a checkout: images/s, the first step's time
+      and peak memory (the caching allocator's allocated and reserved). --variants picks some
+      (one process each keeps an outside memory reading per variant).
   python benches/torch_reference.py pipeline FILES_OR_DIRS... [--input-size 224] [--rounds 3]
       PIL decode + MAE's training transform (timm create_transform: RandomResizedCrop bicubic,
       flip, rand-m9-mstd0.5-inc1, erasing 0.25, normalise) on one core, per image.
@@ -70,10 +73,14 @@ def pipeline(args):
 
 def time_steps(step, steps, warmup, device):
     import torch
+    first = None
     for _ in range(warmup):
+        t0 = time.perf_counter()
         step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        first = first or time.perf_counter() - t0
     if device == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
@@ -82,14 +89,18 @@ def time_steps(step, steps, warmup, device):
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    peak = None
+    if device == "cuda":
+        peak = {"allocated": torch.cuda.max_memory_allocated() / 2**30, "reserved": torch.cuda.max_memory_reserved() / 2**30}
     times.sort()
-    return times, peak
+    return (first or times[0], times), peak
 
 
-def report(what, batch, times, peak):
+def report(what, batch, timed, peak):
+    first, times = timed
     print(json.dumps({"what": what, "batch": batch, "steps": len(times), "images_per_s": batch * len(times) / sum(times),
-                      "step_ms": 1e3 * times[len(times) // 2], "peak_mem_gib": peak}), flush=True)
+                      "step_ms": 1e3 * times[len(times) // 2], "first_step_s": first,
+                      "peak_mem_gib": peak}), flush=True)
 
 
 def step(args):
@@ -97,11 +108,18 @@ def step(args):
     import timm
     dev = args.device
     modes = [("bf16 autocast", torch.bfloat16), ("f32", None)] if dev == "cuda" else [("f32", None)]
+    short = {"bf16 autocast": "bf16", "f32": "f32"}
+    wanted = set(args.variants.split(",")) if args.variants else None
+
+    def want(v):
+        return wanted is None or v in wanted
     if dev == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     for name, dtype in modes:
-        for compiled in ([False, True] if args.compile else [False]):
+        for compiled in ([False, True] if args.compile or wanted else [False]):
+            if not want(short[name] + ("-compile" if compiled else "")):
+                continue
             torch.manual_seed(0)
             model = timm.create_model("vit_base_patch16_224", num_classes=1000, drop_path_rate=0.1, global_pool="avg").to(dev)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
@@ -118,7 +136,7 @@ def step(args):
             times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
             report(f"timm vit_base_patch16_224 fine-tune step, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
             del model, opt, fwd
-    if args.mae_repo:
+    if args.mae_repo and any(want("mae-" + short[n]) for n, _ in modes):
         sys.path.insert(0, args.mae_repo)
         import numpy as np
         if not hasattr(np, "float"):
@@ -131,6 +149,8 @@ def step(args):
         import models_mae
         models_mae.Block = Block
         for name, dtype in modes:
+            if not want("mae-" + short[name]):
+                continue
             torch.manual_seed(0)
             model = models_mae.MaskedAutoencoderViT(patch_size=16, embed_dim=768, depth=12, num_heads=12,
                                                     decoder_embed_dim=512, decoder_depth=1, decoder_num_heads=16,
@@ -177,6 +197,7 @@ def main():
     s.add_argument("--warmup", type=int, default=3)
     s.add_argument("--compile", action="store_true")
     s.add_argument("--mae-repo")
+    s.add_argument("--variants", help="comma list of bf16, f32, bf16-compile, f32-compile, mae-bf16, mae-f32")
     q = sub.add_parser("pipeline")
     q.add_argument("paths", nargs="+")
     q.add_argument("--input-size", type=int, default=224)

@@ -64,6 +64,8 @@ pub struct StepStats {
     pub images_per_s: f64,
     /// Median wall time of one optimizer step.
     pub step_ms: f64,
+    /// Wall time of the very first step, which pays kernel compilation and autotuning.
+    pub first_step_s: f64,
     /// Forward + backward, counted as 3x the forward's matmul FLOPs.
     pub train_gflops_per_image: f64,
     pub achieved_tflops: f64,
@@ -71,7 +73,7 @@ pub struct StepStats {
     pub mfu: Option<f64>,
 }
 
-fn stats(what: String, batch: usize, times: &[f64], flops_per_image: f64, peak_tflops: Option<f64>) -> StepStats {
+fn stats(what: String, batch: usize, (first, times): (f64, Vec<f64>), flops_per_image: f64, peak_tflops: Option<f64>) -> StepStats {
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
@@ -85,6 +87,7 @@ fn stats(what: String, batch: usize, times: &[f64], flops_per_image: f64, peak_t
         steps: times.len(),
         images_per_s,
         step_ms: median * 1e3,
+        first_step_s: first,
         train_gflops_per_image: train / 1e9,
         achieved_tflops: achieved,
         mfu: peak_tflops.map(|p| achieved / p),
@@ -103,20 +106,28 @@ pub struct StepRequest {
     pub bf16: bool,
 }
 
-/// Time `steps` steps after `warmup` untimed ones; each timed step ends with the device synced.
-fn time_steps(r: &StepRequest, mut step: impl FnMut() -> Result<(), String>) -> Result<Vec<f64>, String> {
-    for _ in 0..r.warmup {
+/// Time `steps` steps after `warmup` untimed ones; every step ends with the device synced.
+/// Returns the first step's time (compilation and autotuning included) and the timed steps'.
+/// Each warm-up step's time goes to stderr as it ends, so a slow cold start shows where it is.
+fn time_steps(r: &StepRequest, what: &str, mut step: impl FnMut() -> Result<(), String>) -> Result<(f64, Vec<f64>), String> {
+    let sync = || r.device.sync().map_err(|e| format!("{e:?}"));
+    let mut first = None;
+    for i in 0..r.warmup {
+        let t = Instant::now();
         step()?;
+        sync()?;
+        let s = t.elapsed().as_secs_f64();
+        first.get_or_insert(s);
+        eprintln!("{what}: warm-up step {} took {s:.2} s", i + 1);
     }
-    r.device.sync().map_err(|e| format!("{e:?}"))?;
     let mut times = Vec::with_capacity(r.steps);
     for _ in 0..r.steps {
         let t = Instant::now();
         step()?;
-        r.device.sync().map_err(|e| format!("{e:?}"))?;
+        sync()?;
         times.push(t.elapsed().as_secs_f64());
     }
-    Ok(times)
+    Ok((first.unwrap_or(times[0]), times))
 }
 
 /// One fine-tune step as the trainer takes it: forward, soft-target cross-entropy, backward,
@@ -130,14 +141,14 @@ pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
     let mut optim = llrd::optimizer(&recipes, 0.05, [0.9, 0.999], 1e-8);
     let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
     let t = log_softmax(Tensor::<2>::random([r.batch, r.classes], Distribution::Normal(0.0, 1.0), &ad), 1).exp();
-    let times = time_steps(r, || {
+    let times = time_steps(r, "fine-tune", || {
         let loss = (log_softmax(model.clone().forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-4, model.clone(), grads);
         Ok(())
     })?;
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
-    Ok(stats(format!("fine-tune step, {s}, {precision}"), r.batch, &times, vit_forward_flops(s, r.classes), r.peak_tflops))
+    Ok(stats(format!("fine-tune step, {s}, {precision}"), r.batch, times, vit_forward_flops(s, r.classes), r.peak_tflops))
 }
 
 /// One MAE pre-training step: masking, encoder on the visible patches, decoder, loss on the
@@ -159,7 +170,7 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
     let mut optim = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_weight_decay(0.05).init();
     let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
     let l = s.num_patches();
-    let times = time_steps(r, || {
+    let times = time_steps(r, "pre-training", || {
         let noise = Tensor::<2>::random([r.batch, l], Distribution::Uniform(0.0, 1.0), &ad);
         let loss = model.clone().forward(x.clone(), noise, mask_ratio, None).loss;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -168,7 +179,7 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
     })?;
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
     let what = format!("pre-training step, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}, {precision}");
-    Ok(stats(what, r.batch, &times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth), r.peak_tflops))
+    Ok(stats(what, r.batch, times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth), r.peak_tflops))
 }
 
 #[derive(Debug, Clone, Serialize)]

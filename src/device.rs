@@ -9,6 +9,11 @@ pub enum DeviceSpec {
     /// burn's pure-Rust CPU backend (flex).
     Cpu,
     Cuda(usize),
+    /// burn's LibTorch backend on a CUDA card: PyTorch's own kernels (cuBLAS, cuDNN) under the
+    /// same model code, through the `tch` feature.
+    LibTorchCuda(usize),
+    /// The LibTorch backend on the CPU: checks a `tch` build on a machine without a GPU.
+    LibTorchCpu,
     Wgpu,
 }
 
@@ -19,9 +24,12 @@ impl FromStr for DeviceSpec {
             "cpu" => Ok(DeviceSpec::Cpu),
             "wgpu" => Ok(DeviceSpec::Wgpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),
-            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(i)) => Ok(DeviceSpec::Cuda(i)),
-                _ => Err(format!("`{s}` is not a device; use cpu, cuda:N or wgpu")),
+            "libtorch-cuda" => Ok(DeviceSpec::LibTorchCuda(0)),
+            "libtorch-cpu" => Ok(DeviceSpec::LibTorchCpu),
+            _ => match (s.strip_prefix("cuda:"), s.strip_prefix("libtorch-cuda:")) {
+                (Some(i), _) if i.parse::<usize>().is_ok() => Ok(DeviceSpec::Cuda(i.parse().unwrap_or_default())),
+                (_, Some(i)) if i.parse::<usize>().is_ok() => Ok(DeviceSpec::LibTorchCuda(i.parse().unwrap_or_default())),
+                _ => Err(format!("`{s}` is not a device; use cpu, cuda:N, libtorch-cuda:N, libtorch-cpu or wgpu")),
             },
         }
     }
@@ -32,6 +40,8 @@ impl fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Cpu => f.write_str("cpu"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::LibTorchCuda(i) => write!(f, "libtorch-cuda:{i}"),
+            DeviceSpec::LibTorchCpu => f.write_str("libtorch-cpu"),
             DeviceSpec::Wgpu => f.write_str("wgpu"),
         }
     }
@@ -43,7 +53,25 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => true,
             DeviceSpec::Cuda(_) => cfg!(feature = "cuda"),
+            DeviceSpec::LibTorchCuda(_) | DeviceSpec::LibTorchCpu => cfg!(feature = "tch"),
             DeviceSpec::Wgpu => cfg!(feature = "wgpu"),
+        }
+    }
+
+    /// The CUDA card this device runs on, whichever backend drives it.
+    pub fn cuda_index(&self) -> Option<usize> {
+        match self {
+            DeviceSpec::Cuda(i) | DeviceSpec::LibTorchCuda(i) => Some(*i),
+            DeviceSpec::Cpu | DeviceSpec::LibTorchCpu | DeviceSpec::Wgpu => None,
+        }
+    }
+
+    /// The same backend on another card (a trial sees its card as index 0).
+    pub fn on_card(self, index: usize) -> Self {
+        match self {
+            DeviceSpec::Cuda(_) => DeviceSpec::Cuda(index),
+            DeviceSpec::LibTorchCuda(_) => DeviceSpec::LibTorchCuda(index),
+            other => other,
         }
     }
 
@@ -51,6 +79,7 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => None,
             DeviceSpec::Cuda(_) => Some("cuda"),
+            DeviceSpec::LibTorchCuda(_) | DeviceSpec::LibTorchCpu => Some("tch"),
             DeviceSpec::Wgpu => Some("wgpu"),
         }
     }
@@ -61,6 +90,15 @@ impl DeviceSpec {
             DeviceSpec::Cpu => Ok(burn::tensor::Device::flex()),
             #[cfg(feature = "cuda")]
             DeviceSpec::Cuda(i) => Ok(burn::tensor::Device::cuda(*i)),
+            #[cfg(feature = "tch")]
+            DeviceSpec::LibTorchCuda(i) => {
+                load_torch_cuda()?;
+                #[allow(deprecated)] // burn-tch is deprecated in 0.22 but still the way to cuBLAS
+                Ok(burn::tensor::Device::libtorch_cuda(*i))
+            }
+            #[cfg(feature = "tch")]
+            #[allow(deprecated)]
+            DeviceSpec::LibTorchCpu => Ok(burn::tensor::Device::libtorch()),
             #[cfg(feature = "wgpu")]
             DeviceSpec::Wgpu => Ok(burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
             #[allow(unreachable_patterns)]
@@ -71,6 +109,35 @@ impl DeviceSpec {
             )),
         }
     }
+}
+
+/// libtorch registers its CUDA kernels when `libtorch_cuda.so` loads, and the linker drops
+/// that library from the binary because nothing names a symbol of it: load it by hand, from
+/// the same folders as libtorch itself (LD_LIBRARY_PATH or the binary's rpath).
+#[cfg(feature = "tch")]
+fn load_torch_cuda() -> Result<(), String> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let name = c"libtorch_cuda.so";
+            // SAFETY: a NUL-terminated name; the handle is kept for the process's lifetime.
+            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if handle.is_null() {
+                // SAFETY: dlerror returns a NUL-terminated message or null.
+                let why = unsafe { libc::dlerror() };
+                let why = if why.is_null() {
+                    "unknown error".to_string()
+                } else {
+                    unsafe { std::ffi::CStr::from_ptr(why) }.to_string_lossy().into_owned()
+                };
+                return Err(format!(
+                    "libtorch-cuda needs PyTorch's libtorch_cuda.so on LD_LIBRARY_PATH \
+                     (the `torch/lib` folder of the PyTorch this binary was built against): {why}"
+                ));
+            }
+            Ok(())
+        })
+        .clone()
 }
 
 /// One line per backend for `maestro doctor`: compiled in or not, and the devices it sees.
@@ -109,6 +176,16 @@ pub fn doctor_report() -> Vec<(String, String)> {
             },
         ));
     }
+    #[cfg(feature = "tch")]
+    rows.push((
+        "libtorch".to_string(),
+        match load_torch_cuda() {
+            Ok(()) => "compiled in; libtorch_cuda loaded -> `libtorch-cuda:N`".to_string(),
+            Err(e) => format!("compiled in; {e}"),
+        },
+    ));
+    #[cfg(not(feature = "tch"))]
+    rows.push(("libtorch".into(), "not compiled in (build with --features tch)".into()));
     #[cfg(not(feature = "wgpu"))]
     rows.push(("wgpu".into(), "not compiled in (build with --features wgpu)".into()));
     rows
@@ -124,5 +201,8 @@ mod tests {
         assert_eq!("cpu".parse::<DeviceSpec>(), Ok(DeviceSpec::Cpu));
         assert!("gpu0".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert_eq!("libtorch-cuda:1".parse::<DeviceSpec>(), Ok(DeviceSpec::LibTorchCuda(1)));
+        assert_eq!("libtorch-cuda:1".parse::<DeviceSpec>().unwrap().to_string(), "libtorch-cuda:1");
+        assert!("libtorch-cuda:".parse::<DeviceSpec>().is_err());
     }
 }

@@ -1,43 +1,118 @@
 #!/usr/bin/env bash
 # One device call that measures maestro and PyTorch on the same GPU, in the same session.
-#   bash benches/gpu/run.sh BINARY [MAE_CHECKOUT]
-# BINARY: maestro built with the `cuda` feature; MAE_CHECKOUT: a facebookresearch/mae checkout
-# (for the official pre-training model). Writes everything to $OUT (or benches/results/) as
-# gpu-<date>.txt: the card, maestro's steps (fine-tune ViT-B/16 and MAE pre-training, batch 128),
-# timm's (eager bf16 autocast, f32, torch.compile) and the official MAE's, the pipeline per core.
-# Each part has its own time limit so one that hangs cannot eat the others' time.
+#   bash benches/gpu/run.sh BINARY[.xz] [MAE_CHECKOUT]
+# BINARY: maestro built by scripts/build-cuda (with --libtorch for the `libtorch-cuda` device);
+# MAE_CHECKOUT: a folder holding facebookresearch/mae's models_mae.py and util/ (the official
+# pre-training model). Writes $OUT (or benches/results/) gpu-<date>.txt with everything printed,
+# gpu-<date>-mem.csv (the card's memory every 100 ms) and the cubecl logs.
+#
+# Order: what the ratios need first (PyTorch's steps, maestro's on libtorch), then the largest
+# batch, the input pipeline, and burn's own CUDA backend (cubecl) last, since its cold start is
+# the unknown. Every part runs under its own time limit and the whole under BUDGET_S, so one that
+# hangs cannot eat the others' time. For each part the log gives its exit code, its wall time and
+# the card's peak memory over the part (nvidia-smi, minus the idle reading), the same outside
+# reading for maestro and PyTorch.
 set -u
 BIN=${1:?usage: run.sh MAESTRO_BINARY[.xz] [MAE_CHECKOUT]}
 if [[ "$BIN" == *.xz ]]; then # scripts/build-cuda's compressed copy (it fits the 64 MiB carry)
     xz -d -c "$BIN" >/tmp/maestro-cuda && chmod +x /tmp/maestro-cuda && BIN=/tmp/maestro-cuda
 fi
-MAE=${2:-}
-OUTDIR=${OUT:-benches/results}
-mkdir -p "$OUTDIR"
-LOG="$OUTDIR/gpu-$(date -u +%Y%m%d-%H%M).txt"
+BIN=$(readlink -f "$BIN")
+MAE=${2:+$(readlink -f "$2")}
+OUTDIR=$(mkdir -p "${OUT:-benches/results}" && cd "${OUT:-benches/results}" && pwd)
+STAMP=$(date -u +%Y%m%d-%H%M)
+LOG="$OUTDIR/gpu-$STAMP.txt"
+MEM="$OUTDIR/gpu-$STAMP-mem.csv"
+BUDGET_S=${BUDGET_S:-500}
+START=$SECONDS
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
 export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}
-export LD_LIBRARY_PATH="$CUDA_PATH/lib64:${LD_LIBRARY_PATH:-}"
-# Autotune results persist here so a later call (and every trial) skips the tuning.
-export CUBECL_CACHE_DIR=${CUBECL_CACHE_DIR:-$OUTDIR/cubecl-cache}
+# libtorch: the same PyTorch the reference runs, so maestro's libtorch-cuda uses its kernels.
+TORCH_LIB=$($PY -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+export LD_LIBRARY_PATH="${TORCH_LIB:+$TORCH_LIB:}$CUDA_PATH/lib64:${LD_LIBRARY_PATH:-}"
+
+log() { echo "$*" | tee -a "$LOG"; }
+nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 >"$MEM" 2>/dev/null &
+SMI=$!
+trap 'kill $SMI 2>/dev/null' EXIT
+sleep 1
+IDLE_MIB=$(tail -n 1 "$MEM" | cut -d, -f2 | tr -d ' ')
+peak_since() { # line number in $MEM -> peak MiB since then, minus idle
+    tail -n +"$1" "$MEM" | cut -d, -f2 | sort -n | tail -n 1 | awk -v idle="${IDLE_MIB:-0}" '{print $1 - idle}'
+}
 run() { # limit_s label command...
     local limit=$1 label=$2; shift 2
-    echo "=== $label: $*" | tee -a "$LOG"
-    local t0=$(date +%s.%N)
+    local left=$((BUDGET_S - (SECONDS - START)))
+    ((left < limit)) && limit=$left
+    if ((limit < 5)); then log "=== $label: skipped, the budget is spent"; return 99; fi
+    log "=== $label (limit ${limit} s): $*"
+    local from=$(($(wc -l <"$MEM") + 1)) t0=$EPOCHREALTIME
     timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$LOG"
-    echo "=== $label: exit ${PIPESTATUS[0]} after $(echo "$(date +%s.%N) - $t0" | bc) s" | tee -a "$LOG"
+    local rc=${PIPESTATUS[0]}
+    log "=== $label: exit $rc after $(echo "$EPOCHREALTIME - $t0" | bc) s, peak GPU memory $(peak_since "$from") MiB over idle ($IDLE_MIB MiB)"
+    return "$rc"
 }
 {
     date -u
-    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-    python -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv
+    $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, 'cuda', torch.version.cuda)"
+    echo "libtorch for maestro: $TORCH_LIB"
+    nproc
 } 2>&1 | tee -a "$LOG"
 run 30 doctor "$BIN" doctor
-# H100 SXM dense peaks: 989 TFLOP/s bf16; 67 TFLOP/s f32 without tensor cores (maestro's f32
-# path does not use TF32).
-run 200 maestro-steps-bf16 "$BIN" bench step --device cuda:0 --batch 128 --steps 10 --warmup 3 --precision bf16 --peak-tflops 989 --json
-run 120 maestro-steps-f32 "$BIN" bench step --device cuda:0 --batch 128 --steps 10 --warmup 3 --peak-tflops 67 --json
-run 200 torch-steps python benches/torch_reference.py step --device cuda --batch 128 --compile ${MAE:+--mae-repo "$MAE"}
-python benches/torch_reference.py make-jpegs /tmp/maestro-jpegs --count 200 >/dev/null 2>&1
+
+# --- 1. PyTorch: timm ViT-B/16 fine-tune step, official MAE pre-training step (batch 128) ---
+for v in bf16 f32 mae-bf16 mae-f32 bf16-compile; do
+    limit=40; [[ $v == *compile ]] && limit=150
+    run $limit "torch-$v" $PY benches/torch_reference.py step --device cuda --batch 128 --variants $v ${MAE:+--mae-repo "$MAE"}
+done
+
+# --- 2. maestro on libtorch-cuda: the same steps through burn's LibTorch backend ---------------
+# H100 SXM dense peaks: 989 TFLOP/s bf16; 494 TF32. The f32 steps use TF32 on both sides
+# (torch_reference.py sets allow_tf32; libtorch reads TORCH_ALLOW_TF32_CUBLAS_OVERRIDE).
+for p in bf16 f32; do
+    peak=989; [ $p = f32 ] && peak=494
+    for what in finetune pretrain; do
+        run 60 "maestro-libtorch-$what-$p" env TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
+            --precision $p --only $what --peak-tflops $peak --json
+    done
+done
+
+# --- 3. The largest ViT-B/16 fine-tune batch that fits (bf16, libtorch-cuda) ------------------
+for b in 256 512 768 1024 1536 2048; do
+    run 40 "maestro-libtorch-batch-$b" "$BIN" bench step --device libtorch-cuda:0 --batch $b --steps 1 --warmup 1 \
+        --precision bf16 --only finetune --json || break
+done
+
+# --- 4. The input pipeline per core, on the same JPEG files -----------------------------------
+$PY benches/torch_reference.py make-jpegs /tmp/maestro-jpegs --count 200 >/dev/null 2>&1
 run 60 maestro-pipeline "$BIN" bench pipeline /tmp/maestro-jpegs --json
-run 60 torch-pipeline python benches/torch_reference.py pipeline /tmp/maestro-jpegs
-echo "log: $LOG"
+run 60 torch-pipeline $PY benches/torch_reference.py pipeline /tmp/maestro-jpegs
+
+# --- 5. burn's own CUDA backend (cubecl): cold start, autotune, then the ViT-B step -----------
+# The autotune and compile logs and the autotune database go to $OUT, so a later call can start warm.
+CUBE=/tmp/maestro-cubecl && mkdir -p "$CUBE"
+cat >"$CUBE/cubecl.toml" <<EOF
+[autotune]
+level = "minimal"
+[autotune.logger]
+level = "minimal"
+file = "$OUTDIR/cubecl-autotune.log"
+[compilation.logger]
+level = "basic"
+file = "$OUTDIR/cubecl-compile.log"
+[environment]
+path = { directory = "$OUTDIR/cubecl-env" }
+EOF
+cd "$CUBE" || exit 1
+run 90 maestro-cubecl-tiny-bf16 "$BIN" bench step --device cuda:0 --model vit_tiny_patch16 --batch 8 --steps 2 --warmup 1 \
+    --precision bf16 --only finetune --json
+log "cubecl kernels compiled so far: $(grep -c . "$OUTDIR/cubecl-compile.log" 2>/dev/null)"
+run 600 maestro-cubecl-finetune-bf16 "$BIN" bench step --device cuda:0 --batch 128 --steps 5 --warmup 2 \
+    --precision bf16 --only finetune --peak-tflops 989 --json
+log "cubecl kernels compiled in all: $(grep -c . "$OUTDIR/cubecl-compile.log" 2>/dev/null)"
+cd - >/dev/null || true
+[ -d "$OUTDIR/cubecl-env" ] && tar -C "$OUTDIR" -cJf "$OUTDIR/cubecl-env.tar.xz" cubecl-env && rm -rf "$OUTDIR/cubecl-env"
+for f in "$OUTDIR"/cubecl-*.log; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 4000000 ] && xz -f "$f"; done
+log "log: $LOG ($(((SECONDS - START))) s)"

@@ -25,12 +25,13 @@ pub struct StepArgs {
 
 fn line(s: &StepStats) -> String {
     format!(
-        "{}: batch {}, {} timed steps: {:.1} img/s, {:.1} ms/step (median), {:.2} GFLOP/img (fwd+bwd), {:.3} TFLOP/s{}",
+        "{}: batch {}, {} timed steps: {:.1} img/s, {:.1} ms/step (median), first step {:.1} s, {:.2} GFLOP/img (fwd+bwd), {:.3} TFLOP/s{}",
         s.what,
         s.batch,
         s.steps,
         s.images_per_s,
         s.step_ms,
+        s.first_step_s,
         s.train_gflops_per_image,
         s.achieved_tflops,
         s.mfu.map(|m| format!(", MFU {:.1}%", m * 100.0)).unwrap_or_default()

@@ -108,7 +108,7 @@ impl Executor for LocalExecutor {
         cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
         cmd.env("MAESTRO_ATTEMPT", job.attempt.to_string());
         cmd.env("RAYON_NUM_THREADS", job.slot.threads.to_string());
-        if let DeviceSpec::Cuda(i) = job.slot.device {
+        if let Some(i) = job.slot.device.cuda_index() {
             // The trial sees its card as cuda:0.
             cmd.env("CUDA_VISIBLE_DEVICES", i.to_string());
         }

@@ -98,8 +98,7 @@ impl Runner {
         let states = journal::replay(&records);
         let device = match (&self.backend, self.cfg.slots.first().map(|s| s.device)) {
             (Backend::Slurm(s), _) => s.device(),
-            (_, Some(crate::device::DeviceSpec::Cuda(_))) => "cuda:0".to_string(),
-            (_, Some(d)) => d.to_string(),
+            (_, Some(d)) => d.on_card(0).to_string(),
             (_, None) => "cpu".into(),
         };
         let mut pending = Vec::new();

@@ -399,7 +399,7 @@ impl Precision {
     /// Whether the blocks compute in bf16 on this device.
     pub fn bf16_on(self, device: &crate::device::DeviceSpec) -> bool {
         match self {
-            Precision::Auto => matches!(device, crate::device::DeviceSpec::Cuda(_)),
+            Precision::Auto => device.cuda_index().is_some(),
             Precision::F32 => false,
             Precision::Bf16 => true,
         }
