@@ -8,7 +8,9 @@ so maestro's numbers can be given as ratios.
       and facebookresearch/mae's MaskedAutoencoderViT pre-training step (mask 0.9, 1-block
       decoder 512 wide) when --mae-repo points at a checkout: images/s, the first step's time
       and peak memory (the caching allocator's allocated and reserved). --variants picks some
-      (one process each keeps an outside memory reading per variant).
+      (one process each keeps an outside memory reading per variant). --phase forward|backward
+      times only the inference forward (loss read back) or forward + backward, as maestro
+      bench --phase.
   python benches/torch_reference.py pipeline FILES_OR_DIRS... [--input-size 224] [--rounds 3]
       PIL decode + MAE's training transform (timm create_transform: RandomResizedCrop bicubic,
       flip, rand-m9-mstd0.5-inc1, erasing 0.25, normalise) on one core, per image.
@@ -71,6 +73,21 @@ def pipeline(args):
                       "transform_errors": errors}))
 
 
+PHASES = {"forward": "forward", "backward": "forward + backward", "step": "step"}
+
+
+def finish(phase, loss, opt):
+    """The rest of a step after the loss, as far as `phase` goes (as maestro bench --phase; the
+    forward phase runs under torch.no_grad, as maestro's runs the model without autodiff)."""
+    if phase == "forward":
+        loss.item()
+        return
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if phase == "step":
+        opt.step()
+
+
 def time_steps(step, steps, warmup, device):
     import torch
     first = None
@@ -128,13 +145,12 @@ def step(args):
             y = torch.softmax(torch.randn(args.batch, 1000, device=dev), 1)
 
             def one():
-                with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
+                with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None), \
+                        torch.set_grad_enabled(args.phase != "forward"):
                     loss = torch.sum(-y * torch.log_softmax(fwd(x).float(), 1), 1).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                finish(args.phase, loss, opt)
             times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
-            report(f"timm vit_base_patch16_224 fine-tune step, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
+            report(f"timm vit_base_patch16_224 fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
             del model, opt, fwd
     if args.mae_repo and any(want("mae-" + short[n]) for n, _ in modes):
         sys.path.insert(0, args.mae_repo)
@@ -159,13 +175,12 @@ def step(args):
             x = torch.randn(args.batch, 3, 224, 224, device=dev)
 
             def one():
-                with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None):
+                with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None), \
+                        torch.set_grad_enabled(args.phase != "forward"):
                     loss, _, _ = model(x, mask_ratio=0.9)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                finish(args.phase, loss, opt)
             times, peak = time_steps(one, args.steps, args.warmup, dev)
-            report(f"official MAE pre-training step, mask 0.9, decoder 1x512, {name}", args.batch, times, peak)
+            report(f"official MAE pre-training {PHASES[args.phase]}, mask 0.9, decoder 1x512, {name}", args.batch, times, peak)
             del model, opt
 
 
@@ -197,6 +212,7 @@ def main():
     s.add_argument("--warmup", type=int, default=3)
     s.add_argument("--compile", action="store_true")
     s.add_argument("--mae-repo")
+    s.add_argument("--phase", choices=list(PHASES), default="step")
     s.add_argument("--variants", help="comma list of bf16, f32, bf16-compile, f32-compile, mae-bf16, mae-f32")
     q = sub.add_parser("pipeline")
     q.add_argument("paths", nargs="+")

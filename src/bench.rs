@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -94,6 +95,19 @@ fn stats(what: String, batch: usize, (first, times): (f64, Vec<f64>), flops_per_
     }
 }
 
+/// How much of a training step a benchmark times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The loss in inference (the model without autodiff, read back). burn keeps the graph of
+    /// a loss that is dropped without a backward pass, so a graph-recording forward cannot be
+    /// repeated on its own.
+    Forward,
+    /// Forward and backward.
+    Backward,
+    /// Forward, backward and the optimizer update.
+    Step,
+}
+
 pub struct StepRequest {
     pub shape: VitShape,
     pub batch: usize,
@@ -104,6 +118,7 @@ pub struct StepRequest {
     pub peak_tflops: Option<f64>,
     /// bf16 mixed precision in the transformer blocks.
     pub bf16: bool,
+    pub phase: Phase,
 }
 
 /// Time `steps` steps after `warmup` untimed ones; every step ends with the device synced.
@@ -130,6 +145,30 @@ fn time_steps(r: &StepRequest, what: &str, mut step: impl FnMut() -> Result<(), 
     Ok((first.unwrap_or(times[0]), times))
 }
 
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Forward => "forward",
+            Phase::Backward => "forward + backward",
+            Phase::Step => "step",
+        }
+    }
+}
+
+/// The rest of a step after the loss, as far as `phase` goes (the caller syncs the device).
+/// A forward-only phase reads the loss back so its work is really done.
+fn finish<M: burn::module::Module + Clone>(phase: Phase, loss: Tensor<1>, model: &mut M, optim: &mut burn::optim::ModuleOptimizer) {
+    match phase {
+        // Read back: a lazy backend could otherwise drop work whose result nobody uses.
+        Phase::Forward => drop(loss.into_data()),
+        Phase::Backward => drop(loss.backward()),
+        Phase::Step => {
+            let grads = GradientsParams::from_grads(loss.backward(), &*model);
+            *model = optim.step(1e-4, model.clone(), grads);
+        }
+    }
+}
+
 /// One fine-tune step as the trainer takes it: forward, soft-target cross-entropy, backward,
 /// AdamW with the LLRD parameter groups.
 pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
@@ -141,14 +180,18 @@ pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
     let mut optim = llrd::optimizer(&recipes, 0.05, [0.9, 0.999], 1e-8);
     let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
     let t = log_softmax(Tensor::<2>::random([r.batch, r.classes], Distribution::Normal(0.0, 1.0), &ad), 1).exp();
+    let (xi, ti) = (x.clone().inner(), t.clone().inner());
     let times = time_steps(r, "fine-tune", || {
+        if r.phase == Phase::Forward {
+            let loss = (log_softmax(model.valid().forward(xi.clone()), 1) * ti.clone()).sum_dim(1).neg().mean();
+            return Ok(finish(r.phase, loss, &mut model, &mut optim));
+        }
         let loss = (log_softmax(model.clone().forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model.clone(), grads);
+        finish(r.phase, loss, &mut model, &mut optim);
         Ok(())
     })?;
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
-    Ok(stats(format!("fine-tune step, {s}, {precision}"), r.batch, times, vit_forward_flops(s, r.classes), r.peak_tflops))
+    Ok(stats(format!("fine-tune {}, {s}, {precision}", r.phase.name()), r.batch, times, vit_forward_flops(s, r.classes), r.peak_tflops))
 }
 
 /// One MAE pre-training step: masking, encoder on the visible patches, decoder, loss on the
@@ -170,15 +213,19 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
     let mut optim = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_weight_decay(0.05).init();
     let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
     let l = s.num_patches();
+    let xi = x.clone().inner();
     let times = time_steps(r, "pre-training", || {
         let noise = Tensor::<2>::random([r.batch, l], Distribution::Uniform(0.0, 1.0), &ad);
+        if r.phase == Phase::Forward {
+            let loss = model.valid().forward(xi.clone(), noise.inner(), mask_ratio, None).loss;
+            return Ok(finish(r.phase, loss, &mut model, &mut optim));
+        }
         let loss = model.clone().forward(x.clone(), noise, mask_ratio, None).loss;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model.clone(), grads);
+        finish(r.phase, loss, &mut model, &mut optim);
         Ok(())
     })?;
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
-    let what = format!("pre-training step, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}, {precision}");
+    let what = format!("pre-training {}, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}, {precision}", r.phase.name());
     Ok(stats(what, r.batch, times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth), r.peak_tflops))
 }
 

@@ -106,6 +106,9 @@ enum BenchCommand {
         model: String,
         #[arg(long, default_value_t = 128)]
         batch: usize,
+        /// Input resolution (the preset's, 224, by default).
+        #[arg(long)]
+        image_size: Option<usize>,
         /// f32, or bf16 (mixed precision: bf16 matmuls and attention in the transformer blocks,
         /// f32 weights and optimizer state).
         #[arg(long, default_value = "f32")]
@@ -122,6 +125,10 @@ enum BenchCommand {
         /// Which steps: finetune, pretrain or both.
         #[arg(long, default_value = "both")]
         only: String,
+        /// How much of the step to time: forward (the loss, graph recorded), backward
+        /// (forward + backward) or step (+ the AdamW update), to see where a step's time goes.
+        #[arg(long, default_value = "step")]
+        phase: String,
         /// Pre-training step: mask ratio and decoder (the efficient recipe by default).
         #[arg(long, default_value_t = 0.9)]
         mask_ratio: f64,
@@ -178,7 +185,7 @@ struct TrainArgs {
     /// Override a study field, e.g. --set finetune.epochs=5 --set model.patch_size=7.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    /// cpu, cuda:N or wgpu.
+    /// cpu, cuda:N, libtorch-cuda:N (burn's LibTorch backend; build with `tch`) or wgpu.
     #[arg(long, default_value = "cpu")]
     device: String,
     #[arg(long)]
@@ -422,8 +429,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             app::pretrain::reconstruct(&maestro::report::reconstruct::Request { checkpoint, images, count, mask_ratio, seed, out })
         }
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
-        Command::Bench(BenchCommand::Step { model, batch, precision, device, steps, warmup, peak_tflops, only, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json }) => {
-            app::bench::step(&app::bench::StepArgs { model, batch, precision, device, steps, warmup, peak_tflops, only, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json })
+        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json }) => {
+            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json })
         }
         Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, json }) => app::bench::pipeline(&paths, input_size, rounds, threads, json),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {

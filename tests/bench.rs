@@ -24,9 +24,36 @@ fn step_benchmarks_report_throughput_flops_and_utilisation() {
     assert!((ft - 7.5).abs() < 0.1, "{ft}");
     // Pre-training with 90% masking costs less than the fine-tune step.
     assert!(steps[1]["train_gflops_per_image"].as_f64().unwrap() < ft);
+    assert!(steps.iter().all(|s| s["first_step_s"].as_f64().unwrap() > 0.0));
     let mut c = dir.maestro();
     c.args(["bench", "step", "--precision", "fp8"]);
     run(c).code_is(2).stderr_has("use f32 or bf16");
+}
+
+#[test]
+fn step_benchmark_phases_and_bad_shapes() {
+    let dir = Dir::new();
+    let mut names = Vec::new();
+    for phase in ["forward", "backward"] {
+        let mut c = dir.maestro();
+        c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "2", "--warmup", "1"]);
+        c.args(["--phase", phase, "--json"]);
+        let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
+        names.extend(v.as_array().unwrap().iter().map(|s| s["what"].as_str().unwrap().to_string()));
+    }
+    assert!(names[0].starts_with("fine-tune forward, ViT 64px/16"), "{names:?}");
+    assert!(names[1].starts_with("pre-training forward,"), "{names:?}");
+    assert!(names[2].starts_with("fine-tune forward + backward,"), "{names:?}");
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--phase", "optimizer"]);
+    run(c).code_is(2).stderr_has("use forward, backward or step");
+    // 4 patches at 32 px: 90% masking would leave the encoder nothing to see.
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "32"]);
+    run(c).code_is(2).stderr_has("leaves no visible patch out of 4");
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--image-size", "30"]);
+    run(c).code_is(2).stderr_has("multiple of the patch size 16");
 }
 
 #[test]

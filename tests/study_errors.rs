@@ -118,13 +118,19 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "unknown device",
         "name: s\ndataset: { kind: imagefolder, root: data }\nexecution: { devices: [cpu, gpu0] }\n",
         "3:29",
-        "execution.devices[1]: `gpu0` is not a device; use cpu, cuda:N or wgpu",
+        "execution.devices[1]: `gpu0` is not a device; use cpu, cuda:N, libtorch-cuda:N, libtorch-cpu or wgpu",
     ),
     (
         "patch size that does not divide the image",
         "name: s\ndataset: { kind: imagefolder, root: data }\nmodel: { preset: vit_tiny_patch16, image_size: 28, patch_size: 5, in_chans: 1 }\n",
         "3:",
         "model.patch_size: 5 does not divide the image size 28",
+    ),
+    (
+        "a mask ratio that hides every patch",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nmodel: { preset: vit_tiny_patch16, image_size: 28, patch_size: 14, in_chans: 1 }\npretrain_setups:\n  - name: m\n    pretrain: { mask_ratio: 0.9 }\n",
+        "6:",
+        "pretrain_setups[0].pretrain.mask_ratio: 0.9 leaves no visible patch out of the model's 4",
     ),
     (
         "unknown model preset",

@@ -12,7 +12,11 @@
 # hangs cannot eat the others' time. For each part the log gives its exit code, its wall time and
 # the card's peak memory over the part (nvidia-smi, minus the idle reading), the same outside
 # reading for maestro and PyTorch.
+#
+# PARTS picks what runs (default: steps batch pipeline cubecl); `breakdown` times the forward,
+# forward + backward and full step of both sides on libtorch-cuda, to see where a step goes.
 set -u
+PARTS=" ${PARTS:-steps batch pipeline cubecl} "
 BIN=${1:?usage: run.sh MAESTRO_BINARY[.xz] [MAE_CHECKOUT]}
 if [[ "$BIN" == *.xz ]]; then # scripts/build-cuda's compressed copy (it fits the 64 MiB carry)
     xz -d -c "$BIN" >/tmp/maestro-cuda && chmod +x /tmp/maestro-cuda && BIN=/tmp/maestro-cuda
@@ -50,7 +54,7 @@ run() { # limit_s label command...
     local from=$(($(wc -l <"$MEM") + 1)) t0=$EPOCHREALTIME
     timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$LOG"
     local rc=${PIPESTATUS[0]}
-    log "=== $label: exit $rc after $(echo "$EPOCHREALTIME - $t0" | bc) s, peak GPU memory $(peak_since "$from") MiB over idle ($IDLE_MIB MiB)"
+    log "=== $label: exit $rc after $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s, peak GPU memory $(peak_since "$from") MiB over idle ($IDLE_MIB MiB)"
     return "$rc"
 }
 {
@@ -62,8 +66,10 @@ run() { # limit_s label command...
 } 2>&1 | tee -a "$LOG"
 run 30 doctor "$BIN" doctor
 
+part() { [[ "$PARTS" == *" $1 "* ]]; }
+
 # --- 1. PyTorch: timm ViT-B/16 fine-tune step, official MAE pre-training step (batch 128) ---
-for v in bf16 f32 mae-bf16 mae-f32 bf16-compile; do
+part steps && for v in bf16 f32 mae-bf16 mae-f32 bf16-compile; do
     limit=40; [[ $v == *compile ]] && limit=150
     run $limit "torch-$v" $PY benches/torch_reference.py step --device cuda --batch 128 --variants $v ${MAE:+--mae-repo "$MAE"}
 done
@@ -71,7 +77,7 @@ done
 # --- 2. maestro on libtorch-cuda: the same steps through burn's LibTorch backend ---------------
 # H100 SXM dense peaks: 989 TFLOP/s bf16; 494 TF32. The f32 steps use TF32 on both sides
 # (torch_reference.py sets allow_tf32; libtorch reads TORCH_ALLOW_TF32_CUBLAS_OVERRIDE).
-for p in bf16 f32; do
+part steps && for p in bf16 f32; do
     peak=989; [ $p = f32 ] && peak=494
     for what in finetune pretrain; do
         run 60 "maestro-libtorch-$what-$p" env TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
@@ -80,18 +86,40 @@ for p in bf16 f32; do
 done
 
 # --- 3. The largest ViT-B/16 fine-tune batch that fits (bf16, libtorch-cuda) ------------------
-for b in 256 512 768 1024 1536 2048; do
+part batch && for b in 256 512 768 1024 1536 2048; do
     run 40 "maestro-libtorch-batch-$b" "$BIN" bench step --device libtorch-cuda:0 --batch $b --steps 1 --warmup 1 \
         --precision bf16 --only finetune --json || break
 done
 
 # --- 4. The input pipeline per core, on the same JPEG files -----------------------------------
-$PY benches/torch_reference.py make-jpegs /tmp/maestro-jpegs --count 200 >/dev/null 2>&1
-run 60 maestro-pipeline "$BIN" bench pipeline /tmp/maestro-jpegs --json
-run 60 torch-pipeline $PY benches/torch_reference.py pipeline /tmp/maestro-jpegs
+if part pipeline; then
+    $PY benches/torch_reference.py make-jpegs /tmp/maestro-jpegs --count 200 >/dev/null 2>&1
+    run 60 maestro-pipeline "$BIN" bench pipeline /tmp/maestro-jpegs --json
+    run 60 torch-pipeline $PY benches/torch_reference.py pipeline /tmp/maestro-jpegs
+fi
+
+# --- Where a step's time goes: forward, forward + backward, step (bf16, batch 128) -----------
+if part breakdown; then
+    for ph in forward backward step; do
+        run 40 "torch-finetune-bf16-$ph" $PY benches/torch_reference.py step --device cuda --batch 128 --variants bf16 --phase $ph
+        run 40 "maestro-libtorch-finetune-bf16-$ph" "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
+            --precision bf16 --only finetune --phase $ph --json
+    done
+    for ph in forward backward step; do
+        run 40 "torch-pretrain-bf16-$ph" $PY benches/torch_reference.py step --device cuda --batch 128 --variants mae-bf16 \
+            --phase $ph ${MAE:+--mae-repo "$MAE"}
+        run 40 "maestro-libtorch-pretrain-bf16-$ph" "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
+            --precision bf16 --only pretrain --phase $ph --json
+    done
+    # A batch of 8 leaves the GPU mostly idle: the step time is then the host's cost of issuing it.
+    run 40 torch-finetune-bf16-batch8 $PY benches/torch_reference.py step --device cuda --batch 8 --variants bf16
+    run 40 maestro-libtorch-finetune-bf16-batch8 "$BIN" bench step --device libtorch-cuda:0 --batch 8 --steps 10 --warmup 3 \
+        --precision bf16 --only finetune --json
+fi
 
 # --- 5. burn's own CUDA backend (cubecl): cold start, autotune, then the ViT-B step -----------
 # The autotune and compile logs and the autotune database go to $OUT, so a later call can start warm.
+part cubecl || { log "log: $LOG ($((SECONDS - START)) s)"; exit 0; }
 CUBE=/tmp/maestro-cubecl && mkdir -p "$CUBE"
 cat >"$CUBE/cubecl.toml" <<EOF
 [autotune]

@@ -10,12 +10,14 @@ use crate::model::config::VitShape;
 pub struct StepArgs {
     pub model: String,
     pub batch: usize,
+    pub image_size: Option<usize>,
     pub precision: String,
     pub device: String,
     pub steps: usize,
     pub warmup: usize,
     pub peak_tflops: Option<f64>,
     pub only: String,
+    pub phase: String,
     pub mask_ratio: f64,
     pub decoder_depth: usize,
     pub decoder_dim: usize,
@@ -39,7 +41,13 @@ fn line(s: &StepStats) -> String {
 }
 
 pub fn step(a: &StepArgs) -> Result<(), Error> {
-    let shape = VitShape::preset(&a.model).ok_or_else(|| Error::Usage(format!("unknown model `{}`; use a preset such as vit_base_patch16", a.model)))?;
+    let mut shape = VitShape::preset(&a.model).ok_or_else(|| Error::Usage(format!("unknown model `{}`; use a preset such as vit_base_patch16", a.model)))?;
+    if let Some(size) = a.image_size {
+        if size == 0 || size % shape.patch_size != 0 {
+            return Err(Error::Usage(format!("--image-size {size} must be a positive multiple of the patch size {}", shape.patch_size)));
+        }
+        shape.image_size = size;
+    }
     let bf16 = match a.precision.as_str() {
         "f32" => false,
         "bf16" => true,
@@ -54,11 +62,20 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
     if !(a.mask_ratio > 0.0 && a.mask_ratio < 1.0) || a.decoder_heads == 0 || a.decoder_dim % a.decoder_heads != 0 {
         return Err(Error::Usage("--mask-ratio must be in (0, 1) and --decoder-heads must divide --decoder-dim".into()));
     }
+    if a.only != "finetune" && crate::model::mae::kept_patches(shape.num_patches(), a.mask_ratio) == 0 {
+        return Err(Error::Usage(format!("--mask-ratio {} leaves no visible patch out of {}", a.mask_ratio, shape.num_patches())));
+    }
+    let phase = match a.phase.as_str() {
+        "forward" => bench::Phase::Forward,
+        "backward" => bench::Phase::Backward,
+        "step" => bench::Phase::Step,
+        p => return Err(Error::Usage(format!("--phase {p}: use forward, backward or step"))),
+    };
     let device = a.device.parse::<DeviceSpec>().map_err(Error::Usage)?.burn_device().map_err(Error::Usage)?;
     if bf16 && !device.supports_dtype(burn::tensor::FloatDType::BF16) {
         return Err(Error::Usage(format!("{} cannot compute in bf16", a.device)));
     }
-    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16 };
+    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16, phase };
     let mut out = Vec::new();
     if a.only != "pretrain" {
         out.push(bench::finetune_step(&req).map_err(Error::Failed)?);

@@ -69,6 +69,16 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
     if !(recipe.mask_ratio > 0.0 && recipe.mask_ratio < 1.0) {
         return Err(Error::Usage(format!("--mask-ratio must be in (0, 1), got {}", recipe.mask_ratio)));
     }
+    let shape = s.model.shape().expect("validated");
+    if crate::model::mae::kept_patches(shape.num_patches(), recipe.mask_ratio) == 0 {
+        return Err(Error::Usage(format!(
+            "--mask-ratio {} leaves no visible patch out of {} ({}px images, patch {})",
+            recipe.mask_ratio,
+            shape.num_patches(),
+            shape.image_size,
+            shape.patch_size
+        )));
+    }
     if !(recipe.epochs > 0.0) || recipe.batch_size == 0 || recipe.decoder_depth == 0 || !(recipe.blr > 0.0) {
         return Err(Error::Usage("epochs, batch size, decoder depth and blr must be positive".into()));
     }

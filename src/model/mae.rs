@@ -93,6 +93,12 @@ fn fixed(values: Vec<f32>, n: usize, d: usize, device: &Device) -> Param<Tensor<
     Param::from_tensor(Tensor::from_data(TensorData::new(values, [1, n, d]), device)).set_require_grad(false)
 }
 
+/// Patches the encoder sees out of `patches` at `mask_ratio`: `int(L * (1 - mask_ratio))`, as the
+/// official random_masking. Callers check it is at least 1 before training.
+pub fn kept_patches(patches: usize, mask_ratio: f64) -> usize {
+    (patches as f64 * (1.0 - mask_ratio)) as usize
+}
+
 impl MaeConfig {
     pub fn init(&self, device: &Device) -> MaskedAutoencoder {
         let s = &self.encoder;
@@ -143,7 +149,7 @@ impl MaskedAutoencoder {
     /// Keep the patches with the smallest noise: argsort, as the official random_masking.
     fn random_masking(x: Tensor<3>, noise: Tensor<2>, mask_ratio: f64) -> (Tensor<3>, Tensor<2>, Tensor<2, Int>) {
         let [n, l, d] = x.dims();
-        let keep = (l as f64 * (1.0 - mask_ratio)) as usize;
+        let keep = kept_patches(l, mask_ratio);
         let ids_shuffle = noise.argsort(1);
         let ids_restore = ids_shuffle.clone().argsort(1);
         let ids_keep = ids_shuffle.slice([0..n, 0..keep]);

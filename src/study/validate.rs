@@ -141,6 +141,7 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         }
         if let (Some(p), true) = (&s.pretrain, i < study.listed_setups) {
             check_recipe(c, &format!("{f}.pretrain"), p);
+            check_visible_patches(c, &format!("{f}.pretrain"), p, study);
         }
     }
     if let Some(se) = &study.sample_efficiency {
@@ -163,6 +164,7 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
             }
         }
         check_recipe(c, "sample_efficiency.pretrain", &se.pretrain);
+        check_visible_patches(c, "sample_efficiency.pretrain", &se.pretrain, study);
     }
 
     // model
@@ -248,7 +250,7 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
 
     // execution
     if study.execution.devices.is_empty() {
-        c.fail("execution.devices", "needs at least one device (cpu, cuda:N or wgpu)");
+        c.fail("execution.devices", "needs at least one device (cpu, cuda:N, libtorch-cuda:N or wgpu)");
     }
     for (i, d) in study.execution.devices.iter().enumerate() {
         if let Err(msg) = d.parse::<DeviceSpec>() {
@@ -297,6 +299,20 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         }
     }
     c.positive("execution.poll_s", e.poll_s, "poll_s");
+}
+
+/// The encoder must see at least one patch at the model's resolution.
+fn check_visible_patches(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe, study: &Study) {
+    if let Ok(shape) = study.model.shape()
+        && p.mask_ratio > 0.0
+        && p.mask_ratio < 1.0
+        && crate::model::mae::kept_patches(shape.num_patches(), p.mask_ratio) == 0
+    {
+        c.fail(
+            format!("{g}.mask_ratio"),
+            format!("{} leaves no visible patch out of the model's {}", p.mask_ratio, shape.num_patches()),
+        );
+    }
 }
 
 fn check_recipe(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe) {
