@@ -2,9 +2,11 @@
 //! loaded from `.pth` and safetensors gives timm's logits; pre-trained encoders, pos_embed
 //! interpolation, mismatched checkpoints and export behave as MAE's code expects.
 
+mod util;
+
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use maestro::model::checkpoint::{self, CheckpointError, LoadMode};
 use maestro::model::config::VitShape;
 use maestro::model::vit::{VisionTransformer, VitConfig};
@@ -33,12 +35,12 @@ fn config(image_size: usize, embed_dim: usize) -> VitConfig {
 }
 
 fn model(image_size: usize) -> VisionTransformer {
-    config(image_size, 48).init(&Device::flex())
+    config(image_size, 48).init(&util::test_device())
 }
 
 fn logits(m: &VisionTransformer) -> Vec<f32> {
     let io = io();
-    let x = Tensor::<4>::from_data(TensorData::new(floats(&io["input"]), [2, 3, 32, 32]), &Device::flex());
+    let x = Tensor::<4>::from_data(TensorData::new(floats(&io["input"]), [2, 3, 32, 32]), &util::test_device());
     m.forward(x).into_data().try_to_vec::<f32>().unwrap()
 }
 
@@ -92,7 +94,7 @@ fn pos_embed_is_interpolated_like_mae() {
 
 #[test]
 fn a_checkpoint_of_another_shape_names_the_key_and_both_shapes() {
-    let mut m = config(32, 60).init(&Device::flex());
+    let mut m = config(32, 60).init(&util::test_device());
     let err = checkpoint::load(&mut m, &fixture("vit_parity.pth"), LoadMode::Pretrained, "vit 60").unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("`cls_token` has shape [1, 1, 48] in the checkpoint but [1, 1, 60] in the model"), "{msg}");

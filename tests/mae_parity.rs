@@ -2,9 +2,11 @@
 //! mae_official_parity.py ran the official models_mae.py): the same weights, input and masking
 //! noise give the same mask, the same unshuffling and the same loss.
 
+mod util;
+
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use maestro::model::checkpoint;
 use maestro::model::config::VitShape;
 use maestro::model::mae::MaeConfig;
@@ -44,7 +46,7 @@ fn floats(v: &Value) -> Vec<f32> {
 fn loss_mask_and_prediction_match_the_official_model() {
     let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("mae_parity_io.json")).unwrap()).unwrap();
     let cfg = config(&io["config"], None);
-    let dev = Device::flex();
+    let dev = util::test_device();
     let mut model = cfg.init(&dev);
     let report = checkpoint::load_exact(&mut model, &fixture("mae_parity.pth"), "mae parity").unwrap();
     assert!(report.unused.is_empty(), "{report}");
@@ -82,7 +84,7 @@ fn supmae_logits_and_loss_match_the_official_model() {
     let cfg = config(c, Some(u("nb_classes")));
     assert_eq!(u("cls_hidden_mlp"), 4 * u("embed_dim"));
     // Training mode: BatchNorm1d normalises with the batch's statistics.
-    let dev = Device::flex().autodiff();
+    let dev = util::test_device().autodiff();
     let mut model = cfg.init(&dev);
     let report = checkpoint::load_exact(&mut model, &fixture("supmae_parity.pth"), "supmae parity").unwrap();
     assert!(report.unused.iter().all(|k| k == "cls_head.1.num_batches_tracked"), "{report}");
