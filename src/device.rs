@@ -26,11 +26,14 @@ impl FromStr for DeviceSpec {
             "cuda" => Ok(DeviceSpec::Cuda(0)),
             "libtorch-cuda" => Ok(DeviceSpec::LibTorchCuda(0)),
             "libtorch-cpu" => Ok(DeviceSpec::LibTorchCpu),
-            _ => match (s.strip_prefix("cuda:"), s.strip_prefix("libtorch-cuda:")) {
-                (Some(i), _) if i.parse::<usize>().is_ok() => Ok(DeviceSpec::Cuda(i.parse().unwrap_or_default())),
-                (_, Some(i)) if i.parse::<usize>().is_ok() => Ok(DeviceSpec::LibTorchCuda(i.parse().unwrap_or_default())),
-                _ => Err(format!("`{s}` is not a device; use cpu, cuda:N, libtorch-cuda:N, libtorch-cpu or wgpu")),
-            },
+            _ => {
+                let card = |prefix: &str| s.strip_prefix(prefix).and_then(|i| i.parse::<usize>().ok());
+                match (card("cuda:"), card("libtorch-cuda:")) {
+                    (Some(i), _) => Ok(DeviceSpec::Cuda(i)),
+                    (_, Some(i)) => Ok(DeviceSpec::LibTorchCuda(i)),
+                    _ => Err(format!("`{s}` is not a device; use cpu, cuda:N, libtorch-cuda:N, libtorch-cpu or wgpu")),
+                }
+            }
         }
     }
 }
@@ -111,9 +114,10 @@ impl DeviceSpec {
     }
 }
 
-/// libtorch registers its CUDA kernels when `libtorch_cuda.so` loads, and the linker drops
-/// that library from the binary because nothing names a symbol of it: load it by hand, from
-/// the same folders as libtorch itself (LD_LIBRARY_PATH or the binary's rpath).
+/// libtorch registers its CUDA kernels when `libtorch_cuda.so` loads. A binary built against a
+/// CUDA libtorch links it already (then this only confirms it); one built against a CPU-only
+/// libtorch does not, and would see no CUDA device: load it by hand, from the same folders as
+/// libtorch itself (LD_LIBRARY_PATH), with an error that says what is missing.
 #[cfg(feature = "tch")]
 fn load_torch_cuda() -> Result<(), String> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();

@@ -271,11 +271,19 @@ impl SlurmExecutor {
     }
 
     /// The device a trial trains on inside its allocation.
+    /// The device a task trains on: its allocation's first card when `gres` asks for a GPU,
+    /// through the LibTorch backend when the study's devices name it, else the CPU.
     pub fn device(&self) -> String {
-        match &self.exec.gres {
-            Some(g) if g.contains("gpu") => "cuda:0".into(),
-            _ => "cpu".into(),
+        use crate::device::DeviceSpec;
+        let gpu = self.exec.gres.as_deref().is_some_and(|g| g.contains("gpu"));
+        let libtorch = self.exec.devices.iter().any(|d| matches!(d.parse(), Ok(DeviceSpec::LibTorchCuda(_) | DeviceSpec::LibTorchCpu)));
+        match (gpu, libtorch) {
+            (true, true) => DeviceSpec::LibTorchCuda(0),
+            (true, false) => DeviceSpec::Cuda(0),
+            (false, true) => DeviceSpec::LibTorchCpu,
+            (false, false) => DeviceSpec::Cpu,
         }
+        .to_string()
     }
 
     fn slurm_dir(&self) -> PathBuf {
@@ -669,6 +677,11 @@ mod tests {
             ["--parsable", "--job-name=maestro-s-0", "--partition=gpu", "--gres=gpu:1", "--cpus-per-task=8", "--mem=32G", "--time=61", "--qos=high"]
         );
         assert_eq!(s.device(), "cuda:0");
+        let mut s = s;
+        s.exec.devices = vec!["libtorch-cuda:0".into()];
+        assert_eq!(s.device(), "libtorch-cuda:0", "the study's LibTorch backend on the task's card");
+        s.exec.gres = None;
+        assert_eq!(s.device(), "libtorch-cpu");
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
     }
 }
