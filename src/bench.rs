@@ -67,20 +67,21 @@ pub struct StepStats {
     pub step_ms: f64,
     /// Wall time of the very first step, which pays kernel compilation and autotuning.
     pub first_step_s: f64,
-    /// Forward + backward, counted as 3x the forward's matmul FLOPs.
+    /// Forward + backward, counted as 3x the forward's matmul FLOPs (1x for the forward phase).
     pub train_gflops_per_image: f64,
     pub achieved_tflops: f64,
     /// achieved / peak, when the peak was given.
     pub mfu: Option<f64>,
 }
 
-fn stats(what: String, batch: usize, (first, times): (f64, Vec<f64>), flops_per_image: f64, peak_tflops: Option<f64>) -> StepStats {
+fn stats(what: String, r: &StepRequest, (first, times): (f64, Vec<f64>), forward_flops_per_image: f64) -> StepStats {
+    let (batch, peak_tflops) = (r.batch, r.peak_tflops);
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     let total: f64 = times.iter().sum();
     let images_per_s = (batch * times.len()) as f64 / total;
-    let train = 3.0 * flops_per_image;
+    let train = if r.phase == Phase::Forward { 1.0 } else { 3.0 } * forward_flops_per_image;
     let achieved = images_per_s * train / 1e12;
     StepStats {
         what,
@@ -156,7 +157,6 @@ impl Phase {
 }
 
 /// The rest of a step after the loss, as far as `phase` goes (the caller syncs the device).
-/// A forward-only phase reads the loss back so its work is really done.
 fn finish<M: burn::module::Module + Clone>(phase: Phase, loss: Tensor<1>, model: &mut M, optim: &mut burn::optim::ModuleOptimizer) {
     match phase {
         // Read back: a lazy backend could otherwise drop work whose result nobody uses.
@@ -182,16 +182,16 @@ pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
     let t = log_softmax(Tensor::<2>::random([r.batch, r.classes], Distribution::Normal(0.0, 1.0), &ad), 1).exp();
     let (xi, ti) = (x.clone().inner(), t.clone().inner());
     let times = time_steps(r, "fine-tune", || {
-        if r.phase == Phase::Forward {
-            let loss = (log_softmax(model.valid().forward(xi.clone()), 1) * ti.clone()).sum_dim(1).neg().mean();
-            return Ok(finish(r.phase, loss, &mut model, &mut optim));
-        }
-        let loss = (log_softmax(model.clone().forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean();
+        let loss = if r.phase == Phase::Forward {
+            (log_softmax(model.valid().forward(xi.clone()), 1) * ti.clone()).sum_dim(1).neg().mean()
+        } else {
+            (log_softmax(model.clone().forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean()
+        };
         finish(r.phase, loss, &mut model, &mut optim);
         Ok(())
     })?;
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
-    Ok(stats(format!("fine-tune {}, {s}, {precision}", r.phase.name()), r.batch, times, vit_forward_flops(s, r.classes), r.peak_tflops))
+    Ok(stats(format!("fine-tune {}, {s}, {precision}", r.phase.name()), r, times, vit_forward_flops(s, r.classes)))
 }
 
 /// One MAE pre-training step: masking, encoder on the visible patches, decoder, loss on the
@@ -216,17 +216,17 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
     let xi = x.clone().inner();
     let times = time_steps(r, "pre-training", || {
         let noise = Tensor::<2>::random([r.batch, l], Distribution::Uniform(0.0, 1.0), &ad);
-        if r.phase == Phase::Forward {
-            let loss = model.valid().forward(xi.clone(), noise.inner(), mask_ratio, None).loss;
-            return Ok(finish(r.phase, loss, &mut model, &mut optim));
-        }
-        let loss = model.clone().forward(x.clone(), noise, mask_ratio, None).loss;
+        let loss = if r.phase == Phase::Forward {
+            model.valid().forward(xi.clone(), noise.inner(), mask_ratio, None).loss
+        } else {
+            model.clone().forward(x.clone(), noise, mask_ratio, None).loss
+        };
         finish(r.phase, loss, &mut model, &mut optim);
         Ok(())
     })?;
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
     let what = format!("pre-training {}, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}, {precision}", r.phase.name());
-    Ok(stats(what, r.batch, times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth), r.peak_tflops))
+    Ok(stats(what, r, times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth)))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -33,17 +33,20 @@ fn step_benchmarks_report_throughput_flops_and_utilisation() {
 #[test]
 fn step_benchmark_phases_and_bad_shapes() {
     let dir = Dir::new();
-    let mut names = Vec::new();
+    let (mut names, mut flops) = (Vec::new(), Vec::new());
     for phase in ["forward", "backward"] {
         let mut c = dir.maestro();
         c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "2", "--warmup", "1"]);
         c.args(["--phase", phase, "--json"]);
         let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
         names.extend(v.as_array().unwrap().iter().map(|s| s["what"].as_str().unwrap().to_string()));
+        flops.extend(v.as_array().unwrap().iter().map(|s| s["train_gflops_per_image"].as_f64().unwrap()));
     }
     assert!(names[0].starts_with("fine-tune forward, ViT 64px/16"), "{names:?}");
     assert!(names[1].starts_with("pre-training forward,"), "{names:?}");
     assert!(names[2].starts_with("fine-tune forward + backward,"), "{names:?}");
+    // The forward alone is counted at a third of forward + backward's FLOPs.
+    assert!((flops[2] / flops[0] - 3.0).abs() < 1e-9, "{flops:?}");
     let mut c = dir.maestro();
     c.args(["bench", "step", "--phase", "optimizer"]);
     run(c).code_is(2).stderr_has("use forward, backward or step");
