@@ -85,7 +85,7 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
     let spec = PretrainSpec {
         source: loaded.source(),
         manifest: t.manifest.clone(),
-        model: s.model.shape().expect("validated"),
+        model: shape,
         recipe,
         seed: t.seed.unwrap_or(s.seed),
         device: t.device.clone(),
