@@ -76,6 +76,7 @@ pub struct StepStats {
 
 fn stats(what: String, r: &StepRequest, (first, times): (f64, Vec<f64>), forward_flops_per_image: f64) -> StepStats {
     let (batch, peak_tflops) = (r.batch, r.peak_tflops);
+    let what = if crate::model::fused::enabled() { what } else { format!("{what}, unfused attention + LayerNorm") };
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];

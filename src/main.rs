@@ -138,7 +138,22 @@ enum BenchCommand {
         decoder_dim: usize,
         #[arg(long, default_value_t = 16)]
         decoder_heads: usize,
+        /// Run attention and LayerNorm as burn's composition of primitives instead of one fused
+        /// operation each (on LibTorch), to measure what fusing buys.
+        #[arg(long)]
+        unfused: bool,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks the fused attention and LayerNorm against burn's composition of primitives on a
+    /// device, values and gradients, at ViT-B/16's shapes, in f32 and bf16. Fails when they
+    /// disagree beyond what the precision explains.
+    Fused {
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
         #[arg(long)]
         json: bool,
     },
@@ -429,9 +444,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             app::pretrain::reconstruct(&maestro::report::reconstruct::Request { checkpoint, images, count, mask_ratio, seed, out })
         }
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
-        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json }) => {
-            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, json })
+        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, json }) => {
+            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, json })
         }
+        Command::Bench(BenchCommand::Fused { device, batch, json }) => app::bench::fused(&device, batch, json),
         Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, json }) => app::bench::pipeline(&paths, input_size, rounds, threads, json),
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {
             model: a.model,

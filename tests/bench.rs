@@ -73,3 +73,26 @@ fn pipeline_benchmark_reads_a_folder_of_images() {
     c.args(["bench", "pipeline", "nowhere"]);
     run(c).code_is(2).stderr_has("no such file or folder");
 }
+
+#[test]
+fn fused_check_compares_both_paths_and_the_unfused_step_says_so() {
+    let dir = Dir::new();
+    let mut c = dir.maestro();
+    c.args(["bench", "fused", "--batch", "1", "--json"]);
+    let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
+    let checks = v.as_array().unwrap();
+    assert_eq!(checks[0]["precision"], "f32");
+    assert_eq!(checks[0]["shape"], serde_json::json!([1, 12, 197, 64]));
+    let names: Vec<&str> = checks[0]["errors"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
+    assert_eq!(names, ["attention", "layer_norm", "d qkv", "d x", "d gamma", "d beta"]);
+    let mut c = dir.maestro();
+    c.args(["bench", "fused", "--device", "libtorch-cuda:0"]);
+    if !cfg!(feature = "tch") {
+        run(c).code_is(2).stderr_has("needs maestro built with the `tch` feature");
+    }
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--warmup", "1"]);
+    c.args(["--only", "finetune", "--unfused", "--json"]);
+    let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
+    assert!(v[0]["what"].as_str().unwrap().ends_with("unfused attention + LayerNorm"), "{v}");
+}

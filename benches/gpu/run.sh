@@ -13,10 +13,13 @@
 # the card's peak memory over the part (nvidia-smi, minus the idle reading), the same outside
 # reading for maestro and PyTorch.
 #
-# PARTS picks what runs (default: steps batch pipeline cubecl); `breakdown` times the forward,
-# forward + backward and full step of both sides on libtorch-cuda, to see where a step goes.
+# PARTS picks what runs (default: check steps breakdown batch; add pipeline and cubecl for the
+# input pipeline and burn's own CUDA backend). `check` compares the fused attention and LayerNorm
+# with burn's composition on the card (values and gradients); `steps` times each maestro step
+# fused and, for bf16, --unfused too; `breakdown` times the forward, forward + backward and full
+# step of both sides on libtorch-cuda, to see where a step goes.
 set -u
-PARTS=" ${PARTS:-steps batch pipeline cubecl} "
+PARTS=" ${PARTS:-check steps breakdown batch} "
 BIN=${1:?usage: run.sh MAESTRO_BINARY[.xz] [MAE_CHECKOUT]}
 if [[ "$BIN" == *.xz ]]; then # scripts/build-cuda's compressed copy (it fits the 64 MiB carry)
     xz -d -c "$BIN" >/tmp/maestro-cuda && chmod +x /tmp/maestro-cuda && BIN=/tmp/maestro-cuda
@@ -68,6 +71,9 @@ run 30 doctor "$BIN" doctor
 
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 
+# --- 0. The fused operations agree with burn's composition on this card ----------------------
+part check && run 60 maestro-fused-check "$BIN" bench fused --device libtorch-cuda:0 --batch 32
+
 # --- 1. PyTorch: timm ViT-B/16 fine-tune step, official MAE pre-training step (batch 128) ---
 part steps && for v in bf16 f32 mae-bf16 mae-f32 bf16-compile; do
     limit=40; [[ $v == *compile ]] && limit=150
@@ -80,8 +86,12 @@ done
 part steps && for p in bf16 f32; do
     peak=989; [ $p = f32 ] && peak=494
     for what in finetune pretrain; do
-        run 60 "maestro-libtorch-$what-$p" env TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
-            --precision $p --only $what --peak-tflops $peak --json
+        for mode in fused unfused; do
+            [ $mode = unfused ] && [ $p = f32 ] && continue
+            run 60 "maestro-libtorch-$what-$p-$mode" env TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 "$BIN" bench step --device libtorch-cuda:0 \
+                --batch 128 --steps 10 --warmup 3 --precision $p --only $what --peak-tflops $peak --json \
+                $([ $mode = unfused ] && echo --unfused)
+        done
     done
 done
 

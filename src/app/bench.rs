@@ -22,6 +22,7 @@ pub struct StepArgs {
     pub decoder_depth: usize,
     pub decoder_dim: usize,
     pub decoder_heads: usize,
+    pub unfused: bool,
     pub json: bool,
 }
 
@@ -75,6 +76,7 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
     if bf16 && !device.supports_dtype(burn::tensor::FloatDType::BF16) {
         return Err(Error::Usage(format!("{} cannot compute in bf16", a.device)));
     }
+    crate::model::fused::set_enabled(!a.unfused);
     let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16, phase };
     let mut out = Vec::new();
     if a.only != "pretrain" {
@@ -93,6 +95,45 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
         println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
     }
     Ok(())
+}
+
+/// The largest relative difference `maestro bench fused` accepts, per precision: f32 leaves
+/// room for a different summation order (and TF32 where the card uses it); bf16 for its 8-bit
+/// mantissa.
+const FUSED_TOLERANCE: [(&str, f32); 2] = [("f32", 2e-3), ("bf16", 3e-2)];
+
+pub fn fused(device: &str, batch: usize, json: bool) -> Result<(), Error> {
+    if batch == 0 {
+        return Err(Error::Usage("--batch must be at least 1".into()));
+    }
+    let spec = device.parse::<DeviceSpec>().map_err(Error::Usage)?;
+    let dev = spec.burn_device().map_err(Error::Usage)?;
+    let shape = [batch, 12, 197, 64];
+    let mut failed = Vec::new();
+    let mut all = Vec::new();
+    for (precision, tolerance) in FUSED_TOLERANCE {
+        let bf16 = precision == "bf16";
+        if bf16 && !dev.supports_dtype(burn::tensor::FloatDType::BF16) {
+            continue;
+        }
+        let a = crate::model::fused::compare(&dev, shape, bf16);
+        if !json {
+            let errors: Vec<String> = a.errors.iter().map(|(n, e)| format!("{n} {e:.1e}")).collect();
+            println!("{spec} {precision} {shape:?}: {} (tolerance {tolerance:.0e})", errors.join(", "));
+        }
+        if a.worst() > tolerance {
+            failed.push(format!("{precision}: {:.1e} > {tolerance:.0e}", a.worst()));
+        }
+        all.push(a);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).expect("serialises"));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!("the fused operations disagree with burn's composition on {spec}: {}", failed.join("; "))))
+    }
 }
 
 fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), Error> {

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use super::config::VitShape;
 use super::pos_embed::sincos_2d;
-use super::vit::{Block, PatchEmbed, block, layer_norm, linear_xavier, patch_embed};
+use super::vit::{Block, PatchEmbed, block, layer_norm, linear_xavier, norm, patch_embed};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaeConfig {
@@ -173,7 +173,7 @@ impl MaskedAutoencoder {
         for blk in &self.blocks {
             x = blk.forward(x);
         }
-        (self.norm.forward(x), mask, ids_restore)
+        (norm(&self.norm, x), mask, ids_restore)
     }
 
     /// # Shapes
@@ -189,7 +189,7 @@ impl MaskedAutoencoder {
         for blk in &self.decoder_blocks {
             x = blk.forward(x);
         }
-        let x = self.decoder_pred.forward(self.decoder_norm.forward(x));
+        let x = self.decoder_pred.forward(norm(&self.decoder_norm, x));
         let [_, _, o] = x.dims();
         x.slice([0..n, 1..l + 1, 0..o])
     }

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod fused;
 pub mod mae;
 pub mod pos_embed;
 pub mod vit;

@@ -6,11 +6,10 @@
 use burn::module::{Flag, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Gelu, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
 
 use super::config::VitShape;
+use super::fused;
 use super::pos_embed::sincos_2d;
 
 /// What the fine-tune model needs beyond its shape.
@@ -79,8 +78,16 @@ pub struct VisionTransformer {
     pub head: Linear,
 }
 
+/// timm's LayerNorm epsilon (burn's default is 1e-5).
+pub(crate) const LN_EPSILON: f64 = 1e-6;
+
 pub(crate) fn layer_norm(d: usize, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d).with_epsilon(1e-6).init(device)
+    LayerNormConfig::new(d).with_epsilon(LN_EPSILON).init(device)
+}
+
+/// A LayerNorm made by [`layer_norm`], applied as one fused operation where the backend has it.
+pub(crate) fn norm<const D: usize>(n: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    fused::layer_norm(n, x, LN_EPSILON)
 }
 
 /// timm's Linear init: trunc_normal(std 0.02) (the cut-off at +-2 is 100 sigma away), zero bias.
@@ -189,7 +196,7 @@ impl Attention {
         let q: Tensor<4> = qkv.clone().slice([0..1]).squeeze_dim(0);
         let k: Tensor<4> = qkv.clone().slice([1..2]).squeeze_dim(0);
         let v: Tensor<4> = qkv.slice([2..3]).squeeze_dim(0);
-        let o = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [b, h, n, dh]
+        let o = fused::attention(q, k, v); // [b, h, n, dh]
         lin(&self.proj, o.swap_dims(1, 2).reshape([b, n, c]))
     }
 }
@@ -198,14 +205,14 @@ impl Block {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         if self.bf16 {
             let f32 = FloatDType::F32;
-            let a = self.attn.forward_in(self.norm1.forward(x.clone()), true).cast(f32);
+            let a = self.attn.forward_in(norm(&self.norm1, x.clone()), true).cast(f32);
             let x = x + self.drop_path.forward(a);
-            let hidden = self.mlp.act.forward(linear_bf16(&self.mlp.fc1, self.norm2.forward(x.clone())));
+            let hidden = self.mlp.act.forward(linear_bf16(&self.mlp.fc1, norm(&self.norm2, x.clone())));
             let y = linear_bf16(&self.mlp.fc2, hidden).cast(f32);
             return x + self.drop_path.forward(y);
         }
-        let x = x.clone() + self.drop_path.forward(self.attn.forward(self.norm1.forward(x)));
-        let y = self.mlp.fc2.forward(self.mlp.act.forward(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        let x = x.clone() + self.drop_path.forward(self.attn.forward(norm(&self.norm1, x)));
+        let y = self.mlp.fc2.forward(self.mlp.act.forward(self.mlp.fc1.forward(norm(&self.norm2, x.clone()))));
         x + self.drop_path.forward(y)
     }
 }
@@ -239,8 +246,8 @@ impl VisionTransformer {
         let x = self.forward_features(images);
         let [b, n, d] = x.dims();
         let pooled: Tensor<2> = match (&self.fc_norm, &self.norm) {
-            (Some(fc_norm), _) => fc_norm.forward(x.slice([0..b, 1..n, 0..d]).mean_dim(1).squeeze_dim(1)),
-            (None, Some(norm)) => norm.forward(x).slice([0..b, 0..1, 0..d]).squeeze_dim(1),
+            (Some(fc_norm), _) => norm(fc_norm, x.slice([0..b, 1..n, 0..d]).mean_dim(1).squeeze_dim(1)),
+            (None, Some(n)) => norm(n, x).slice([0..b, 0..1, 0..d]).squeeze_dim(1),
             (None, None) => unreachable!("a ViT has either norm or fc_norm"),
         };
         self.head.forward(pooled)

@@ -1,0 +1,110 @@
+//! The fused attention and LayerNorm (src/model/fused.rs) against timm's gradients and against
+//! burn's own composition, on the device `MAESTRO_TEST_DEVICE` names (burn's CPU backend by
+//! default; `libtorch-cpu` or `libtorch-cuda:0` in a `tch` build runs PyTorch's kernels and
+//! derivatives through the fused path).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use maestro::model::checkpoint::{self, LoadMode};
+use maestro::model::config::VitShape;
+use maestro::model::fused;
+use maestro::model::vit::VitConfig;
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn json(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Largest absolute difference relative to the largest magnitude of `want`.
+fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    got.iter().zip(want).fold(0f32, |m, (g, w)| m.max((g - w).abs())) / scale
+}
+
+/// A timm ViT (2 blocks, 3 heads) with random weights: every parameter's gradient of the mean
+/// cross-entropy matches the one PyTorch computed (scripts/fixtures/timm_vit_grads.py).
+#[test]
+fn vit_gradients_match_timm() {
+    let device = util::test_device().autodiff();
+    let config = VitConfig {
+        shape: VitShape { image_size: 32, patch_size: 8, in_chans: 3, embed_dim: 48, depth: 2, num_heads: 3, mlp_ratio: 4.0 },
+        num_classes: 7,
+        drop_path: 0.0,
+        global_pool: true,
+        bf16: false,
+    };
+    let mut model = config.init(&device);
+    checkpoint::load(&mut model, &fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
+
+    let io = json("vit_parity_io.json");
+    let want = json("vit_parity_grads.json");
+    let x = Tensor::<4>::from_data(TensorData::new(floats(&io["input"]), [2, 3, 32, 32]), &device);
+    let labels: Vec<i64> = want["labels"].as_array().unwrap().iter().map(|l| l.as_i64().unwrap()).collect();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [2]), &device).one_hot::<2>(7).float();
+    let loss = (log_softmax(model.forward(x), 1) * targets).sum_dim(1).neg().mean();
+    let loss_value = values(loss.clone())[0];
+    assert!((loss_value - want["loss"].as_f64().unwrap() as f32).abs() < 1e-4, "loss {loss_value} vs {}", want["loss"]);
+    let grads = loss.backward();
+
+    // (timm name, maestro's gradient in timm's layout).
+    let mut got: Vec<(String, Vec<f32>)> = vec![
+        ("cls_token".into(), values(model.cls_token.grad(&grads).unwrap())),
+        ("pos_embed".into(), values(model.pos_embed.grad(&grads).unwrap())),
+        ("patch_embed.proj.weight".into(), values(model.patch_embed.proj.weight.grad(&grads).unwrap())),
+        ("patch_embed.proj.bias".into(), values(model.patch_embed.proj.bias.as_ref().unwrap().grad(&grads).unwrap())),
+    ];
+    let linear = |name: String, l: &burn::nn::Linear, got: &mut Vec<(String, Vec<f32>)>| {
+        got.push((format!("{name}.weight"), values(l.weight.grad(&grads).unwrap().transpose())));
+        got.push((format!("{name}.bias"), values(l.bias.as_ref().unwrap().grad(&grads).unwrap())));
+    };
+    let norm = |name: String, n: &burn::nn::LayerNorm, got: &mut Vec<(String, Vec<f32>)>| {
+        got.push((format!("{name}.weight"), values(n.gamma.grad(&grads).unwrap())));
+        got.push((format!("{name}.bias"), values(n.beta.as_ref().unwrap().grad(&grads).unwrap())));
+    };
+    for (i, b) in model.blocks.iter().enumerate() {
+        norm(format!("blocks.{i}.norm1"), &b.norm1, &mut got);
+        linear(format!("blocks.{i}.attn.qkv"), &b.attn.qkv, &mut got);
+        linear(format!("blocks.{i}.attn.proj"), &b.attn.proj, &mut got);
+        norm(format!("blocks.{i}.norm2"), &b.norm2, &mut got);
+        linear(format!("blocks.{i}.mlp.fc1"), &b.mlp.fc1, &mut got);
+        linear(format!("blocks.{i}.mlp.fc2"), &b.mlp.fc2, &mut got);
+    }
+    norm("fc_norm".into(), model.fc_norm.as_ref().unwrap(), &mut got);
+    linear("head".into(), &model.head, &mut got);
+
+    let want = want["grads"].as_object().unwrap();
+    assert_eq!(got.len(), want.len(), "every timm parameter is compared");
+    for (name, g) in &got {
+        let w = floats(&want[name]["values"]);
+        let err = rel_err(g, &w);
+        assert!(err < 1e-4, "{name}: gradient off by {err:.2e} of its largest value");
+    }
+}
+
+/// The fused operations compute what burn's composition does, values and gradients, on
+/// non-contiguous inputs (q, k and v are views of one permuted qkv tensor, as in the model).
+#[test]
+fn fused_ops_match_burns_composition() {
+    let a = fused::compare(&util::test_device(), [2, 3, 5, 4], false);
+    assert_eq!(a.errors.len(), 6, "{a:?}");
+    assert!(a.worst() < 1e-4, "{a:?}");
+    let a = fused::compare(&util::test_device(), [2, 3, 5, 4], true);
+    assert!(a.worst() < 2e-2, "bf16 attention: {a:?}");
+}
