@@ -8,9 +8,9 @@ so maestro's numbers can be given as ratios.
       and facebookresearch/mae's MaskedAutoencoderViT pre-training step (mask 0.9, 1-block
       decoder 512 wide) when --mae-repo points at a checkout: images/s, the first step's time
       and peak memory (the caching allocator's allocated and reserved). --variants picks some
-      (one process each keeps an outside memory reading per variant). --phase forward|backward
-      times only the inference forward (loss read back) or forward + backward, as maestro
-      bench --phase.
+      (one process each keeps an outside memory reading per variant). --phase forward|backward|
+      optimizer times only the inference forward (loss read back), forward + backward, or the
+      AdamW update on random gradients, as maestro bench --phase.
   python benches/torch_reference.py pipeline FILES_OR_DIRS... [--input-size 224] [--rounds 3]
       PIL decode + MAE's training transform (timm create_transform: RandomResizedCrop bicubic,
       flip, rand-m9-mstd0.5-inc1, erasing 0.25, normalise) on one core, per image.
@@ -73,7 +73,7 @@ def pipeline(args):
                       "transform_errors": errors}))
 
 
-PHASES = {"forward": "forward", "backward": "forward + backward", "step": "step"}
+PHASES = {"forward": "forward", "backward": "forward + backward", "step": "step", "optimizer": "AdamW update"}
 
 
 def finish(phase, loss, opt):
@@ -88,10 +88,27 @@ def finish(phase, loss, opt):
         opt.step()
 
 
-def time_steps(step, steps, warmup, device):
+def random_grads(model):
+    """For the optimizer phase: fresh random gradients before each timed update (as maestro's)."""
+    import torch
+
+    def prepare():
+        for p in model.parameters():
+            p.grad = torch.randn_like(p) * 1e-3
+    return prepare
+
+
+def time_steps(step, steps, warmup, device, prepare=None):
     import torch
     first = None
+
+    def ready():
+        if prepare is not None:
+            prepare()
+            if device == "cuda":
+                torch.cuda.synchronize()
     for _ in range(warmup):
+        ready()
         t0 = time.perf_counter()
         step()
         if device == "cuda":
@@ -101,6 +118,7 @@ def time_steps(step, steps, warmup, device):
         torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
+        ready()
         t0 = time.perf_counter()
         step()
         if device == "cuda":
@@ -149,7 +167,10 @@ def step(args):
                         torch.set_grad_enabled(args.phase != "forward"):
                     loss = torch.sum(-y * torch.log_softmax(fwd(x).float(), 1), 1).mean()
                 finish(args.phase, loss, opt)
-            times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
+            if args.phase == "optimizer":
+                times, peak = time_steps(opt.step, args.steps, args.warmup, dev, random_grads(model))
+            else:
+                times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
             report(f"timm vit_base_patch16_224 fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
             del model, opt, fwd
     if args.mae_repo and any(want("mae-" + short[n]) for n, _ in modes):
@@ -179,7 +200,10 @@ def step(args):
                         torch.set_grad_enabled(args.phase != "forward"):
                     loss, _, _ = model(x, mask_ratio=0.9)
                 finish(args.phase, loss, opt)
-            times, peak = time_steps(one, args.steps, args.warmup, dev)
+            if args.phase == "optimizer":
+                times, peak = time_steps(opt.step, args.steps, args.warmup, dev, random_grads(model))
+            else:
+                times, peak = time_steps(one, args.steps, args.warmup, dev)
             report(f"official MAE pre-training {PHASES[args.phase]}, mask 0.9, decoder 1x512, {name}", args.batch, times, peak)
             del model, opt
 

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Tensor};
 use rand::SeedableRng;
@@ -76,13 +76,17 @@ pub struct StepStats {
 
 fn stats(what: String, r: &StepRequest, (first, times): (f64, Vec<f64>), forward_flops_per_image: f64) -> StepStats {
     let (batch, peak_tflops) = (r.batch, r.peak_tflops);
-    let what = if crate::model::fused::enabled() { what } else { format!("{what}, unfused attention + LayerNorm") };
+    let what = if crate::model::fused::enabled() { what } else { format!("{what}, unfused attention + LayerNorm + burn's AdamW") };
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     let total: f64 = times.iter().sum();
     let images_per_s = (batch * times.len()) as f64 / total;
-    let train = if r.phase == Phase::Forward { 1.0 } else { 3.0 } * forward_flops_per_image;
+    let train = match r.phase {
+        Phase::Forward => forward_flops_per_image,
+        Phase::Backward | Phase::Step => 3.0 * forward_flops_per_image,
+        Phase::Optimizer => 0.0,
+    };
     let achieved = images_per_s * train / 1e12;
     StepStats {
         what,
@@ -108,6 +112,8 @@ pub enum Phase {
     Backward,
     /// Forward, backward and the optimizer update.
     Step,
+    /// The optimizer update alone, on random gradients made (untimed) before each update.
+    Optimizer,
 }
 
 pub struct StepRequest {
@@ -153,20 +159,63 @@ impl Phase {
             Phase::Forward => "forward",
             Phase::Backward => "forward + backward",
             Phase::Step => "step",
+            Phase::Optimizer => "AdamW update",
         }
     }
 }
 
+/// Random gradients for every float parameter of a module, on its device without autodiff.
+struct RandomGrads(GradientsParams);
+
+impl ModuleVisitor for RandomGrads {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let t = p.val();
+        let g = Tensor::<D>::random(t.shape(), Distribution::Normal(0.0, 1e-3), &t.device().inner());
+        self.0.register(p.id, g);
+    }
+}
+
+/// Times the optimizer update alone: `steps` updates after `warmup`, each on fresh random
+/// gradients made and synced before its clock starts.
+fn time_optimizer<M: Module>(r: &StepRequest, what: &str, model: &mut Option<M>, optim: &mut ModuleOptimizer) -> Result<(f64, Vec<f64>), String> {
+    let sync = || r.device.sync().map_err(|e| format!("{e:?}"));
+    let (mut first, mut times) = (None, Vec::with_capacity(r.steps));
+    for i in 0..r.warmup + r.steps {
+        let mut grads = RandomGrads(GradientsParams::new());
+        model.as_ref().expect("the model").visit(&mut grads);
+        sync()?;
+        let t = Instant::now();
+        optimizer_step(model, optim, grads.0);
+        sync()?;
+        let s = t.elapsed().as_secs_f64();
+        if i < r.warmup {
+            first.get_or_insert(s);
+            eprintln!("{what}: warm-up update {} took {s:.2} s", i + 1);
+        } else {
+            times.push(s);
+        }
+    }
+    Ok((first.unwrap_or(times[0]), times))
+}
+
+/// Steps the optimizer with the model moved in, as the trainer does, so that parameters no
+/// other handle shares can be updated in place.
+fn optimizer_step<M: Module>(model: &mut Option<M>, optim: &mut ModuleOptimizer, grads: GradientsParams) {
+    let m = model.take().expect("the model");
+    *model = Some(optim.step(1e-4, m, grads));
+}
+
 /// The rest of a step after the loss, as far as `phase` goes (the caller syncs the device).
-fn finish<M: burn::module::Module + Clone>(phase: Phase, loss: Tensor<1>, model: &mut M, optim: &mut burn::optim::ModuleOptimizer) {
+fn finish<M: Module>(phase: Phase, loss: Tensor<1>, model: &mut Option<M>, optim: &mut ModuleOptimizer) {
     match phase {
         // Read back: a lazy backend could otherwise drop work whose result nobody uses.
         Phase::Forward => drop(loss.into_data()),
         Phase::Backward => drop(loss.backward()),
         Phase::Step => {
-            let grads = GradientsParams::from_grads(loss.backward(), &*model);
-            *model = optim.step(1e-4, model.clone(), grads);
+            let grads = GradientsParams::from_grads(loss.backward(), model.as_ref().expect("the model"));
+            optimizer_step(model, optim, grads);
         }
+        Phase::Optimizer => unreachable!("timed by time_optimizer"),
     }
 }
 
@@ -176,21 +225,26 @@ pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
     let ad = r.device.clone().autodiff();
     ad.seed(0);
     let s = &r.shape;
-    let mut model = VitConfig { shape: s.clone(), num_classes: r.classes, drop_path: 0.1, global_pool: true, bf16: r.bf16 }.init(&ad);
+    let model = VitConfig { shape: s.clone(), num_classes: r.classes, drop_path: 0.1, global_pool: true, bf16: r.bf16 }.init(&ad);
     let recipes = llrd::param_recipes(&model, s.depth, 0.75, 0.05);
+    let mut model = Some(model);
     let mut optim = llrd::optimizer(&recipes, 0.05, [0.9, 0.999], 1e-8);
     let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
     let t = log_softmax(Tensor::<2>::random([r.batch, r.classes], Distribution::Normal(0.0, 1.0), &ad), 1).exp();
     let (xi, ti) = (x.clone().inner(), t.clone().inner());
-    let times = time_steps(r, "fine-tune", || {
-        let loss = if r.phase == Phase::Forward {
-            (log_softmax(model.valid().forward(xi.clone()), 1) * ti.clone()).sum_dim(1).neg().mean()
-        } else {
-            (log_softmax(model.clone().forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean()
-        };
-        finish(r.phase, loss, &mut model, &mut optim);
-        Ok(())
-    })?;
+    let times = if r.phase == Phase::Optimizer {
+        time_optimizer(r, "fine-tune", &mut model, &mut optim)?
+    } else {
+        time_steps(r, "fine-tune", || {
+            let loss = if r.phase == Phase::Forward {
+                (log_softmax(model.as_ref().expect("the model").valid().forward(xi.clone()), 1) * ti.clone()).sum_dim(1).neg().mean()
+            } else {
+                (log_softmax(model.as_ref().expect("the model").forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean()
+            };
+            finish(r.phase, loss, &mut model, &mut optim);
+            Ok(())
+        })?
+    };
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
     Ok(stats(format!("fine-tune {}, {s}, {precision}", r.phase.name()), r, times, vit_forward_flops(s, r.classes)))
 }
@@ -210,21 +264,25 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
         supervised_classes: None,
         bf16: r.bf16,
     };
-    let mut model = cfg.init(&ad);
-    let mut optim = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_weight_decay(0.05).init();
+    let mut model = Some(cfg.init(&ad));
+    let mut optim = crate::train::adamw::AdamW::new([0.9, 0.95], 1e-8, 0.05).init();
     let x = Tensor::<4>::random([r.batch, s.in_chans, s.image_size, s.image_size], Distribution::Normal(0.0, 1.0), &ad);
     let l = s.num_patches();
     let xi = x.clone().inner();
-    let times = time_steps(r, "pre-training", || {
-        let noise = Tensor::<2>::random([r.batch, l], Distribution::Uniform(0.0, 1.0), &ad);
-        let loss = if r.phase == Phase::Forward {
-            model.valid().forward(xi.clone(), noise.inner(), mask_ratio, None).loss
-        } else {
-            model.clone().forward(x.clone(), noise, mask_ratio, None).loss
-        };
-        finish(r.phase, loss, &mut model, &mut optim);
-        Ok(())
-    })?;
+    let times = if r.phase == Phase::Optimizer {
+        time_optimizer(r, "pre-training", &mut model, &mut optim)?
+    } else {
+        time_steps(r, "pre-training", || {
+            let noise = Tensor::<2>::random([r.batch, l], Distribution::Uniform(0.0, 1.0), &ad);
+            let loss = if r.phase == Phase::Forward {
+                model.as_ref().expect("the model").valid().forward(xi.clone(), noise.inner(), mask_ratio, None).loss
+            } else {
+                model.as_ref().expect("the model").forward(x.clone(), noise, mask_ratio, None).loss
+            };
+            finish(r.phase, loss, &mut model, &mut optim);
+            Ok(())
+        })?
+    };
     let precision = if r.bf16 { "bf16 mixed" } else { "f32" };
     let what = format!("pre-training {}, {s}, mask {mask_ratio}, decoder {decoder_depth}x{decoder_dim}, {precision}", r.phase.name());
     Ok(stats(what, r, times, mae_forward_flops(s, mask_ratio, decoder_dim, decoder_depth)))

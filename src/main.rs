@@ -125,8 +125,9 @@ enum BenchCommand {
         /// Which steps: finetune, pretrain or both.
         #[arg(long, default_value = "both")]
         only: String,
-        /// How much of the step to time: forward (the loss, graph recorded), backward
-        /// (forward + backward) or step (+ the AdamW update), to see where a step's time goes.
+        /// How much of the step to time: forward (the loss, without autodiff), backward
+        /// (forward + backward), step (+ the AdamW update) or optimizer (the AdamW update alone,
+        /// on random gradients), to see where a step's time goes.
         #[arg(long, default_value = "step")]
         phase: String,
         /// Pre-training step: mask ratio and decoder (the efficient recipe by default).
@@ -139,7 +140,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         decoder_heads: usize,
         /// Run attention and LayerNorm as burn's composition of primitives instead of one fused
-        /// operation each (on LibTorch), to measure what fusing buys.
+        /// operation each, and burn's AdamW update (on LibTorch), to measure what fusing buys.
         #[arg(long)]
         unfused: bool,
         /// Print JSON.

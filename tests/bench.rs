@@ -48,8 +48,8 @@ fn step_benchmark_phases_and_bad_shapes() {
     // The forward alone is counted at a third of forward + backward's FLOPs.
     assert!((flops[2] / flops[0] - 3.0).abs() < 1e-9, "{flops:?}");
     let mut c = dir.maestro();
-    c.args(["bench", "step", "--phase", "optimizer"]);
-    run(c).code_is(2).stderr_has("use forward, backward or step");
+    c.args(["bench", "step", "--phase", "adam"]);
+    run(c).code_is(2).stderr_has("use forward, backward, step or optimizer");
     // 4 patches at 32 px: 90% masking would leave the encoder nothing to see.
     let mut c = dir.maestro();
     c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "32"]);
@@ -94,5 +94,13 @@ fn fused_check_compares_both_paths_and_the_unfused_step_says_so() {
     c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--warmup", "1"]);
     c.args(["--only", "finetune", "--unfused", "--json"]);
     let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
-    assert!(v[0]["what"].as_str().unwrap().ends_with("unfused attention + LayerNorm"), "{v}");
+    assert!(v[0]["what"].as_str().unwrap().ends_with("unfused attention + LayerNorm + burn's AdamW"), "{v}");
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "2", "--warmup", "1"]);
+    c.args(["--phase", "optimizer", "--json"]);
+    let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
+    for s in v.as_array().unwrap() {
+        assert!(s["what"].as_str().unwrap().contains("AdamW update"), "{s}");
+        assert!(s["step_ms"].as_f64().unwrap() > 0.0 && s["train_gflops_per_image"] == 0.0, "{s}");
+    }
 }

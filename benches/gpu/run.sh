@@ -110,16 +110,20 @@ fi
 
 # --- Where a step's time goes: forward, forward + backward, step (bf16, batch 128) -----------
 if part breakdown; then
-    for ph in forward backward step; do
+    for ph in forward backward step optimizer; do
         run 40 "torch-finetune-bf16-$ph" $PY benches/torch_reference.py step --device cuda --batch 128 --variants bf16 --phase $ph
-        run 40 "maestro-libtorch-finetune-bf16-$ph" "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
-            --precision bf16 --only finetune --phase $ph --json
+        for mode in fused unfused; do
+            run 40 "maestro-libtorch-finetune-bf16-$ph-$mode" "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 \
+                --warmup 3 --precision bf16 --only finetune --phase $ph --json $([ $mode = unfused ] && echo --unfused)
+        done
     done
-    for ph in forward backward step; do
+    for ph in forward backward step optimizer; do
         run 40 "torch-pretrain-bf16-$ph" $PY benches/torch_reference.py step --device cuda --batch 128 --variants mae-bf16 \
             --phase $ph ${MAE:+--mae-repo "$MAE"}
-        run 40 "maestro-libtorch-pretrain-bf16-$ph" "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
-            --precision bf16 --only pretrain --phase $ph --json
+        for mode in fused unfused; do
+            run 40 "maestro-libtorch-pretrain-bf16-$ph-$mode" "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 \
+                --warmup 3 --precision bf16 --only pretrain --phase $ph --json $([ $mode = unfused ] && echo --unfused)
+        done
     done
     # A batch of 8 leaves the GPU mostly idle: the step time is then the host's cost of issuing it.
     run 40 torch-finetune-bf16-batch8 $PY benches/torch_reference.py step --device cuda --batch 8 --variants bf16

@@ -70,7 +70,8 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
         "forward" => bench::Phase::Forward,
         "backward" => bench::Phase::Backward,
         "step" => bench::Phase::Step,
-        p => return Err(Error::Usage(format!("--phase {p}: use forward, backward or step"))),
+        "optimizer" => bench::Phase::Optimizer,
+        p => return Err(Error::Usage(format!("--phase {p}: use forward, backward, step or optimizer"))),
     };
     let device = a.device.parse::<DeviceSpec>().map_err(Error::Usage)?.burn_device().map_err(Error::Usage)?;
     if bf16 && !device.supports_dtype(burn::tensor::FloatDType::BF16) {

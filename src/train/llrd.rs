@@ -7,10 +7,11 @@
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
 use serde::Serialize;
 
+use super::adamw::AdamW;
 use super::schedule::{CosineSchedule, ScaledSchedule};
 
 /// One parameter's place in the recipe.
@@ -113,13 +114,12 @@ pub fn param_recipes<M: Module>(module: &M, depth: usize, layer_decay: f64, weig
 /// AdamW with the recipe's weight decay per parameter: the fallback decays, a second group
 /// (by exact path) does not.
 pub fn optimizer(recipes: &[ParamRecipe], weight_decay: f64, betas: [f64; 2], eps: f64) -> ModuleOptimizer {
-    let adamw = || AdamWConfig::new().with_beta_1(betas[0] as f32).with_beta_2(betas[1] as f32).with_epsilon(eps as f32);
     let no_decay: Vec<String> = recipes.iter().filter(|r| r.weight_decay == 0.0).map(|r| r.path.clone()).collect();
-    let optim = adamw().with_weight_decay(weight_decay as f32).init();
+    let optim = AdamW::new(betas, eps, weight_decay).init();
     if no_decay.is_empty() {
         optim
     } else {
-        optim.with_group(ParamGroup::from_paths(no_decay), adamw().with_weight_decay(0.0).build(), None)
+        optim.with_group(ParamGroup::from_paths(no_decay), AdamW::new(betas, eps, 0.0), None)
     }
 }
 

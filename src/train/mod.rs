@@ -1,6 +1,7 @@
 //! Fine-tuning with MAE's recipe: layer-wise LR decay, the per-step schedule, the loop, and
 //! the spec/result pair that is the trial contract.
 
+pub mod adamw;
 pub mod finetune;
 pub mod llrd;
 pub mod pretrain;

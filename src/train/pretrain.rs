@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use burn::module::{Module, ParamGroup};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use super::adamw::AdamW;
 use super::finetune::{TrainError, normalization, read_channels, save_checkpoint};
 use super::llrd::parameters;
 use super::schedule::{CosineSchedule, ScaledSchedule};
@@ -153,8 +154,8 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let mut model = cfg.init(&ad);
     // timm's add_weight_decay: no decay for 1-D parameters and biases.
     let no_decay: Vec<String> = parameters(&model).into_iter().filter(|(p, _, nd)| *nd <= 1 || p.ends_with(".bias")).map(|(p, _, _)| p).collect();
-    let adamw = || AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_epsilon(1e-8);
-    let mut optim = adamw().with_weight_decay(r.weight_decay as f32).init().with_group(ParamGroup::from_paths(no_decay), adamw().with_weight_decay(0.0).build(), None);
+    let adamw = |weight_decay| AdamW::new([0.9, 0.95], 1e-8, weight_decay);
+    let mut optim = adamw(r.weight_decay).init().with_group(ParamGroup::from_paths(no_decay), adamw(0.0), None);
 
     let ckpt = out.join("checkpoint");
     let h = hash(spec);

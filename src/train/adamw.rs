@@ -1,0 +1,168 @@
+//! AdamW (decoupled weight decay, bias-corrected moments, amsgrad off), as burn's `AdamW` and
+//! PyTorch's `torch.optim.AdamW` define it:
+//!
+//! ```text
+//! m = b1 m + (1 - b1) g            v = b2 v + (1 - b2) g^2
+//! p = p (1 - lr wd) - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+//! ```
+//!
+//! burn's optimizer updates one parameter tensor at a time in about fifteen tensor operations,
+//! each a kernel and a trip through burn's dispatch. On the LibTorch backend this one issues
+//! seven or eight PyTorch operations per tensor instead (`lerp` for the moments, `addcdiv` for
+//! the update), in place where burn would update in place, with one scratch tensor, so a ViT-B
+//! step launches about half the optimizer kernels. Every other backend,
+//! and LibTorch with the fused operations turned off (`maestro bench step --unfused`), runs
+//! burn's own `AdamW`. The state is burn's `AdamWState`, so checkpoints of either load in both.
+
+use burn::optim::{AdamWConfig, AdamWState, LearningRate, ModuleOptimizer, Optimizer};
+use burn::tensor::{Device, Tensor};
+
+#[derive(Clone)]
+#[cfg_attr(not(feature = "tch"), allow(dead_code))] // the settings feed the LibTorch path only
+pub struct AdamW {
+    burn: burn::optim::AdamW,
+    beta_1: f64,
+    beta_2: f64,
+    epsilon: f64,
+    weight_decay: f64,
+}
+
+impl AdamW {
+    pub fn new(betas: [f64; 2], epsilon: f64, weight_decay: f64) -> Self {
+        let burn = AdamWConfig::new()
+            .with_beta_1(betas[0] as f32)
+            .with_beta_2(betas[1] as f32)
+            .with_epsilon(epsilon as f32)
+            .with_weight_decay(weight_decay as f32)
+            .build();
+        AdamW { burn, beta_1: betas[0], beta_2: betas[1], epsilon, weight_decay }
+    }
+
+    /// The optimizer for a whole module, one group's settings.
+    pub fn init(self) -> ModuleOptimizer {
+        ModuleOptimizer::from(self)
+    }
+}
+
+impl Optimizer for AdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        #[cfg(feature = "tch")]
+        if crate::model::fused::enabled() && torch::runs_on(&tensor) {
+            return torch::step(self, lr, tensor, grad, state);
+        }
+        self.burn.step(lr, tensor, grad, state)
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        burn::optim::AdamW::to_device(state, device)
+    }
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn-tch is deprecated in burn 0.22 but is the path to PyTorch's kernels
+mod torch {
+    use burn::backend::libtorch::TchTensor;
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::{Backend, Dispatch, DispatchDevice, LibTorch, backend_extension};
+    use burn::optim::{AdamWState, AdaptiveMomentumState};
+    use burn::tensor::Tensor;
+
+    pub(super) fn runs_on<const D: usize>(t: &Tensor<D>) -> bool {
+        matches!(t.device().inner().as_dispatch(), DispatchDevice::LibTorch(_))
+    }
+
+    /// One AdamW update of a tensor and its moments, as PyTorch operations.
+    #[backend_extension(LibTorch)]
+    pub trait TorchAdamW: Backend {
+        #[allow(clippy::too_many_arguments)]
+        fn adamw_update(
+            param: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            moment_1: FloatTensor<Self>,
+            moment_2: FloatTensor<Self>,
+            lr: f64,
+            beta_1: f64,
+            beta_2: f64,
+            epsilon: f64,
+            weight_decay: f64,
+            time: i32,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    }
+
+    /// `t` itself when burn would update it in place (no other handle on its storage, no
+    /// broadcast strides), else a copy: the same rule burn-tch's own operations follow.
+    fn owned(t: TchTensor) -> TchTensor {
+        if t.can_mut() { t } else { TchTensor::new(t.tensor.copy()) }
+    }
+
+    impl TorchAdamW for LibTorch {
+        fn adamw_update(
+            param: TchTensor,
+            grad: TchTensor,
+            moment_1: TchTensor,
+            moment_2: TchTensor,
+            lr: f64,
+            beta_1: f64,
+            beta_2: f64,
+            epsilon: f64,
+            weight_decay: f64,
+            time: i32,
+        ) -> (TchTensor, TchTensor, TchTensor) {
+            let g = &grad.tensor;
+            let (mut m, mut v) = (owned(moment_1), owned(moment_2));
+            let mut scratch = g.square();
+            let _ = m.tensor.lerp_(g, 1.0 - beta_1);
+            let _ = v.tensor.lerp_(&scratch, 1.0 - beta_2);
+            if lr == 0.0 {
+                return (param, m, v);
+            }
+            let (bc1, bc2) = (1.0 - beta_1.powi(time), 1.0 - beta_2.powi(time));
+            // p - lr m / (bc1 (sqrt(v) / sqrt(bc2) + eps)) = p + m / denom, with
+            // denom = sqrt(v) * -bc1 / (lr sqrt(bc2)) - eps bc1 / lr.
+            let _ = v.tensor.sqrt_out(&scratch);
+            let _ = scratch.g_mul_scalar_(-bc1 / (lr * bc2.sqrt()));
+            let _ = scratch.g_add_scalar_(-epsilon * bc1 / lr);
+            let mut p = owned(param);
+            if weight_decay != 0.0 {
+                let _ = p.tensor.g_mul_scalar_(1.0 - lr * weight_decay);
+            }
+            let _ = p.tensor.addcdiv_(&m.tensor, &scratch);
+            (p, m, v)
+        }
+    }
+
+    pub(super) fn step<const D: usize>(
+        o: &super::AdamW,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamWState<D>>,
+    ) -> (Tensor<D>, Option<AdamWState<D>>) {
+        let (time, m, v) = match state {
+            Some(s) => (s.momentum.time + 1, s.momentum.moment_1, s.momentum.moment_2),
+            None => (1, grad.zeros_like(), grad.zeros_like()),
+        };
+        let (p, m, v) = <Dispatch as TorchAdamW>::adamw_update(
+            tensor.into_dispatch(),
+            grad.into_dispatch(),
+            m.into_dispatch(),
+            v.into_dispatch(),
+            lr,
+            o.beta_1,
+            o.beta_2,
+            o.epsilon,
+            o.weight_decay,
+            time as i32,
+        );
+        let momentum = AdaptiveMomentumState::new(time, Tensor::from_dispatch(m), Tensor::from_dispatch(v));
+        (Tensor::from_dispatch(p), Some(AdamWState::new(momentum)))
+    }
+}
