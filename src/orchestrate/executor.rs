@@ -25,19 +25,26 @@ pub struct Slot {
 
 /// Slots from the study's device list.
 pub fn slots(devices: &[String]) -> Vec<Slot> {
-    let specs: Vec<DeviceSpec> = devices.iter().filter_map(|d| d.parse().ok()).collect();
-    let cpu_slots = specs.iter().filter(|d| **d == DeviceSpec::Cpu).count().max(1);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut cpu_no = 0;
+    slots_on(devices, cores)
+}
+
+/// Slots on a machine of `cores` cores: the slots that compute on the CPU (`cpu`,
+/// `libtorch-cpu`) share them evenly, so parallel trials do not oversubscribe the cores.
+fn slots_on(devices: &[String], cores: usize) -> Vec<Slot> {
+    let specs: Vec<DeviceSpec> = devices.iter().filter_map(|d| d.parse().ok()).collect();
+    let on_cpu = |d: &DeviceSpec| matches!(d, DeviceSpec::Cpu | DeviceSpec::LibTorchCpu);
+    let cpu_slots = specs.iter().filter(|d| on_cpu(d)).count().max(1);
+    let mut numbered = std::collections::HashMap::new();
     specs
         .into_iter()
         .map(|device| {
-            let (name, threads) = match device {
-                DeviceSpec::Cpu => {
-                    cpu_no += 1;
-                    (format!("cpu#{}", cpu_no - 1), (cores / cpu_slots).max(1))
-                }
-                other => (other.to_string(), cores),
+            let (name, threads) = if on_cpu(&device) {
+                let no = numbered.entry(device).or_insert(0);
+                *no += 1;
+                (format!("{device}#{}", *no - 1), (cores / cpu_slots).max(1))
+            } else {
+                (device.to_string(), cores)
             };
             Slot { name, device, threads }
         })
@@ -107,7 +114,10 @@ impl Executor for LocalExecutor {
         cmd.arg("trial").arg(&job.spec).arg("--quiet");
         cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
         cmd.env("MAESTRO_ATTEMPT", job.attempt.to_string());
+        // burn's CPU backend and the data loader use rayon; PyTorch's intra-op pool (libtorch)
+        // reads OMP_NUM_THREADS when it starts.
         cmd.env("RAYON_NUM_THREADS", job.slot.threads.to_string());
+        cmd.env("OMP_NUM_THREADS", job.slot.threads.to_string());
         if let Some(i) = job.slot.device.cuda_index() {
             // The trial sees its card as cuda:0.
             cmd.env("CUDA_VISIBLE_DEVICES", i.to_string());
@@ -164,5 +174,21 @@ impl Executor for LocalExecutor {
             reason
         });
         Ok(Launched { pid, wait })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_slots_share_the_cores_and_gpu_slots_get_them_all() {
+        let devices: Vec<String> = ["cpu", "libtorch-cpu", "libtorch-cpu", "cuda:1"].iter().map(|d| d.to_string()).collect();
+        let slots = slots_on(&devices, 16);
+        let got: Vec<(&str, usize)> = slots.iter().map(|s| (s.name.as_str(), s.threads)).collect();
+        assert_eq!(got, [("cpu#0", 5), ("libtorch-cpu#0", 5), ("libtorch-cpu#1", 5), ("cuda:1", 16)]);
+        // More CPU slots than cores still leaves each one thread.
+        let many: Vec<String> = vec!["cpu".into(); 3];
+        assert!(slots_on(&many, 2).iter().all(|s| s.threads == 1));
     }
 }

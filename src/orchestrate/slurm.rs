@@ -330,7 +330,7 @@ attempt=${{line##*$'\t'}}
 dir={trials}/"$trial"
 exec >>"$dir/log.txt" 2>&1
 echo "[maestro] Slurm job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname), attempt $attempt, $(date -u +%FT%TZ)"
-export MAESTRO_TRIAL="$trial" MAESTRO_ATTEMPT="$attempt" RAYON_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}"
+export MAESTRO_TRIAL="$trial" MAESTRO_ATTEMPT="$attempt" RAYON_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}"
 {setup}
 exec {program} trial "$dir/spec.json" --quiet
 "#,
