@@ -13,13 +13,14 @@
 # the card's peak memory over the part (nvidia-smi, minus the idle reading), the same outside
 # reading for maestro and PyTorch.
 #
-# PARTS picks what runs (default: check steps breakdown batch; add pipeline and cubecl for the
-# input pipeline and burn's own CUDA backend). `check` compares the fused attention and LayerNorm
-# with burn's composition on the card (values and gradients); `steps` times each maestro step
-# fused and, for bf16, --unfused too; `breakdown` times the forward, forward + backward and full
-# step of both sides on libtorch-cuda, to see where a step goes.
+# PARTS picks what runs (default: check steps batch breakdown compile, about 500 s; add pipeline
+# and cubecl for the input pipeline and burn's own CUDA backend). `check` compares the fused
+# attention and LayerNorm with burn's composition on the card (values and gradients); `steps`
+# times each maestro step fused and, for bf16, --unfused too; `breakdown` times forward +
+# backward and the AdamW update alone on both sides, to see where a step goes; `compile` times
+# timm under torch.compile.
 set -u
-PARTS=" ${PARTS:-check steps breakdown batch} "
+PARTS=" ${PARTS:-check steps batch breakdown compile} "
 BIN=${1:?usage: run.sh MAESTRO_BINARY[.xz] [MAE_CHECKOUT]}
 if [[ "$BIN" == *.xz ]]; then # scripts/build-cuda's compressed copy (it fits the 64 MiB carry)
     xz -d -c "$BIN" >/tmp/maestro-cuda && chmod +x /tmp/maestro-cuda && BIN=/tmp/maestro-cuda
@@ -30,7 +31,7 @@ OUTDIR=$(mkdir -p "${OUT:-benches/results}" && cd "${OUT:-benches/results}" && p
 STAMP=$(date -u +%Y%m%d-%H%M)
 LOG="$OUTDIR/gpu-$STAMP.txt"
 MEM="$OUTDIR/gpu-$STAMP-mem.csv"
-BUDGET_S=${BUDGET_S:-500}
+BUDGET_S=${BUDGET_S:-540}
 START=$SECONDS
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
@@ -75,9 +76,8 @@ part() { [[ "$PARTS" == *" $1 "* ]]; }
 part check && run 60 maestro-fused-check "$BIN" bench fused --device libtorch-cuda:0 --batch 32
 
 # --- 1. PyTorch: timm ViT-B/16 fine-tune step, official MAE pre-training step (batch 128) ---
-part steps && for v in bf16 f32 mae-bf16 mae-f32 bf16-compile; do
-    limit=40; [[ $v == *compile ]] && limit=150
-    run $limit "torch-$v" $PY benches/torch_reference.py step --device cuda --batch 128 --variants $v ${MAE:+--mae-repo "$MAE"}
+part steps && for v in bf16 f32 mae-bf16 mae-f32; do
+    run 40 "torch-$v" $PY benches/torch_reference.py step --device cuda --batch 128 --variants $v ${MAE:+--mae-repo "$MAE"}
 done
 
 # --- 2. maestro on libtorch-cuda: the same steps through burn's LibTorch backend ---------------
@@ -108,16 +108,17 @@ if part pipeline; then
     run 60 torch-pipeline $PY benches/torch_reference.py pipeline /tmp/maestro-jpegs
 fi
 
-# --- Where a step's time goes: forward, forward + backward, step (bf16, batch 128) -----------
+# --- Where a step's time goes: forward + backward, the AdamW update (bf16, batch 128) --------
+# (--phase forward times the inference forward alone.)
 if part breakdown; then
-    for ph in forward backward step optimizer; do
+    for ph in backward optimizer; do
         run 40 "torch-finetune-bf16-$ph" $PY benches/torch_reference.py step --device cuda --batch 128 --variants bf16 --phase $ph
         for mode in fused unfused; do
             run 40 "maestro-libtorch-finetune-bf16-$ph-$mode" "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 \
                 --warmup 3 --precision bf16 --only finetune --phase $ph --json $([ $mode = unfused ] && echo --unfused)
         done
     done
-    for ph in forward backward step optimizer; do
+    for ph in backward optimizer; do
         run 40 "torch-pretrain-bf16-$ph" $PY benches/torch_reference.py step --device cuda --batch 128 --variants mae-bf16 \
             --phase $ph ${MAE:+--mae-repo "$MAE"}
         for mode in fused unfused; do
@@ -130,6 +131,9 @@ if part breakdown; then
     run 40 maestro-libtorch-finetune-bf16-batch8 "$BIN" bench step --device libtorch-cuda:0 --batch 8 --steps 10 --warmup 3 \
         --precision bf16 --only finetune --json
 fi
+
+# --- timm under torch.compile (bf16): its cold start is long, so it comes late ---------------
+part compile && run 150 torch-bf16-compile $PY benches/torch_reference.py step --device cuda --batch 128 --variants bf16-compile
 
 # --- 5. burn's own CUDA backend (cubecl): cold start, autotune, then the ViT-B step -----------
 # The autotune and compile logs and the autotune database go to $OUT, so a later call can start warm.
