@@ -195,6 +195,19 @@ pub fn doctor_report() -> Vec<(String, String)> {
     rows
 }
 
+/// The device model tests run on: burn's CPU backend, or the one `MAESTRO_TEST_DEVICE` names
+/// (`libtorch-cpu` in a `tch` build) to check another backend trains the same way.
+#[cfg(test)]
+pub(crate) fn test_device() -> burn::tensor::Device {
+    match std::env::var("MAESTRO_TEST_DEVICE") {
+        Ok(d) => d
+            .parse::<DeviceSpec>()
+            .and_then(|s| s.burn_device())
+            .unwrap_or_else(|e| panic!("MAESTRO_TEST_DEVICE={d}: {e}")),
+        Err(_) => burn::tensor::Device::flex(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

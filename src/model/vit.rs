@@ -301,12 +301,12 @@ mod tests {
     /// bit-identical (bf16 really computes), and the parameters stay f32.
     #[test]
     fn bf16_mixed_precision_follows_the_f32_loss_curve() {
-        use burn::optim::{AdamWConfig, GradientsParams};
+        use burn::optim::GradientsParams;
         use burn::tensor::activation::log_softmax;
         // One model and one batch for both runs. The batch comes from a local RNG and the
         // device is seeded right before the model is drawn (its RNG is shared with other tests).
         use rand::{Rng, SeedableRng};
-        let ad = Device::flex().autodiff();
+        let ad = crate::device::test_device().autodiff();
         let cfg = VitConfig {
             shape: VitShape { image_size: 16, patch_size: 4, in_chans: 1, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 4.0 },
             num_classes: 4,
@@ -327,7 +327,7 @@ mod tests {
             for b in &mut m.blocks {
                 b.bf16 = bf16;
             }
-            let mut opt = AdamWConfig::new().with_weight_decay(0.05).init();
+            let mut opt = crate::train::adamw::AdamW::new([0.9, 0.999], 1e-5, 0.05).init();
             (0..40)
                 .map(|_| {
                     let loss = (log_softmax(m.forward(x.clone()), 1) * t.clone()).sum_dim(1).neg().mean();
