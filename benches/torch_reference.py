@@ -156,10 +156,11 @@ def step(args):
             if not want(short[name] + ("-compile" if compiled else "")):
                 continue
             torch.manual_seed(0)
-            model = timm.create_model("vit_base_patch16_224", num_classes=1000, drop_path_rate=0.1, global_pool="avg").to(dev)
+            model = timm.create_model(f"{args.model}_224", num_classes=1000, drop_path_rate=0.1, global_pool="avg",
+                                      img_size=args.image_size).to(dev)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
             fwd = torch.compile(model) if compiled else model
-            x = torch.randn(args.batch, 3, 224, 224, device=dev)
+            x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=dev)
             y = torch.softmax(torch.randn(args.batch, 1000, device=dev), 1)
 
             def one():
@@ -171,7 +172,7 @@ def step(args):
                 times, peak = time_steps(opt.step, args.steps, args.warmup, dev, random_grads(model))
             else:
                 times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
-            report(f"timm vit_base_patch16_224 fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
+            report(f"timm {args.model}_224 at {args.image_size} px fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
             del model, opt, fwd
     if args.mae_repo and any(want("mae-" + short[n]) for n, _ in modes):
         sys.path.insert(0, args.mae_repo)
@@ -238,6 +239,8 @@ def main():
     s.add_argument("--mae-repo")
     s.add_argument("--phase", choices=list(PHASES), default="step")
     s.add_argument("--variants", help="comma list of bf16, f32, bf16-compile, f32-compile, mae-bf16, mae-f32")
+    s.add_argument("--model", default="vit_base_patch16", help="the fine-tune step's timm ViT, as maestro bench --model")
+    s.add_argument("--image-size", type=int, default=224, help="the fine-tune step's input size, as maestro bench --image-size")
     q = sub.add_parser("pipeline")
     q.add_argument("paths", nargs="+")
     q.add_argument("--input-size", type=int, default=224)

@@ -123,9 +123,9 @@ mod libtorch {
     }
 
     impl TorchGraph {
-        /// Runs `op` on detached copies of `inputs` that require grad; returns the graph and
-        /// the output as a burn tensor.
-        /// PyTorch's grad mode is per thread; `with_grad` makes sure it is on for the operation.
+        /// Runs `op` on detached views of `inputs` (the same memory) that require grad; returns
+        /// the graph and the output as a burn tensor. PyTorch's grad mode is per thread, so
+        /// `with_grad` makes sure it is on for the operation.
         fn record(inputs: &[&TchTensor], op: impl FnOnce(&[tch::Tensor]) -> tch::Tensor) -> (Self, TchTensor) {
             let leaves: Vec<tch::Tensor> = inputs.iter().map(|t| t.tensor.detach().set_requires_grad(true)).collect();
             let output = tch::with_grad(|| op(&leaves));
