@@ -195,10 +195,11 @@ pub fn doctor_report() -> Vec<(String, String)> {
     rows
 }
 
-/// The device model tests run on: burn's CPU backend, or the one `MAESTRO_TEST_DEVICE` names
-/// (`libtorch-cpu` in a `tch` build) to check another backend trains the same way.
-#[cfg(test)]
-pub(crate) fn test_device() -> burn::tensor::Device {
+/// The device the model tests (unit and integration) run on: burn's CPU backend, or the one
+/// `MAESTRO_TEST_DEVICE` names (`libtorch-cpu`, `libtorch-cuda:0`, `cuda:0`) in a build that has
+/// it, to check another backend computes and trains the same way.
+#[doc(hidden)]
+pub fn test_device() -> burn::tensor::Device {
     match std::env::var("MAESTRO_TEST_DEVICE") {
         Ok(d) => d
             .parse::<DeviceSpec>()

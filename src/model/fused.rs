@@ -218,10 +218,11 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 /// operation when the input has the parameters' dtype (the model's LayerNorms see the f32
 /// residual stream, as under PyTorch's autocast).
 pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    if !enabled() || norm.beta.is_none() || x.dtype() != norm.gamma.val().dtype() {
-        return norm.forward(x);
+    let gamma = norm.gamma.val();
+    match &norm.beta {
+        Some(beta) if enabled() && x.dtype() == gamma.dtype() => fused_layer_norm(x, gamma, beta.val(), epsilon),
+        _ => norm.forward(x),
     }
-    fused_layer_norm(norm, x, epsilon)
 }
 
 fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
@@ -232,12 +233,11 @@ fn fused_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch()))
 }
 
-fn fused_layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) -> Tensor<D> {
-    let beta = norm.beta.as_ref().expect("an affine LayerNorm");
+fn fused_layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
         x.into_dispatch(),
-        norm.gamma.val().into_dispatch(),
-        beta.val().into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
         epsilon,
     ))
 }
@@ -275,7 +275,8 @@ pub fn compare(device: &Device, [b, h, n, dh]: [usize; 4], bf16: bool) -> Agreem
         let qkv_p = if bf16 { qkv.clone().cast(FloatDType::BF16) } else { qkv.clone() }.permute([2, 0, 3, 1, 4]);
         let [q, k, v]: [Tensor<4>; 3] = core::array::from_fn(|i| qkv_p.clone().slice([i..i + 1]).squeeze_dim(0));
         let (o, y) = if fused {
-            (fused_attention(q, k, v), fused_layer_norm(&norm, x.clone(), 1e-6))
+            let beta = norm.beta.as_ref().expect("an affine LayerNorm").val();
+            (fused_attention(q, k, v), fused_layer_norm(x.clone(), norm.gamma.val(), beta, 1e-6))
         } else {
             (composed_attention(q, k, v), norm.forward(x.clone()))
         };

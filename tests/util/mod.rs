@@ -8,18 +8,9 @@ use std::process::{Command, Output};
 
 pub const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
-/// The device the model-parity tests run on: burn's CPU backend, or the one
-/// `MAESTRO_TEST_DEVICE` names (`libtorch-cpu`, `libtorch-cuda:0`, `cuda:0`) in a build that has
-/// it, to check that another backend computes the same function.
-pub fn test_device() -> burn::tensor::Device {
-    match std::env::var("MAESTRO_TEST_DEVICE") {
-        Ok(d) => d
-            .parse::<maestro::device::DeviceSpec>()
-            .and_then(|s| s.burn_device())
-            .unwrap_or_else(|e| panic!("MAESTRO_TEST_DEVICE={d}: {e}")),
-        Err(_) => burn::tensor::Device::flex(),
-    }
-}
+/// The model-parity tests run on this device (`MAESTRO_TEST_DEVICE`, else burn's CPU backend).
+#[allow(unused_imports)] // not every test binary runs a model
+pub use maestro::device::test_device;
 
 pub struct Dir {
     pub tmp: tempfile::TempDir,
