@@ -474,6 +474,15 @@ fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // burn materialises a loaded optimizer state on its default device (burn-optim's
+    // ModuleOptimizer::load_record takes no device) and moves it to each parameter's device on
+    // the next step. In a build with the `cuda` feature that default is CubeCL's CUDA device: a
+    // resumed trial on `libtorch-cpu` panics without a card, and on `libtorch-cuda:N` starts a
+    // second GPU runtime. Load it on the CPU unless the user chose a default.
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the first statement of main, before any thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
