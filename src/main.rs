@@ -201,7 +201,7 @@ struct TrainArgs {
     /// Override a study field, e.g. --set finetune.epochs=5 --set model.patch_size=7.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    /// cpu, cuda:N, libtorch-cuda:N (burn's LibTorch backend; build with `tch`) or wgpu.
+    /// cpu, cuda:N, libtorch-cuda:N or libtorch-cpu (burn's LibTorch backend; build with `tch`) or wgpu.
     #[arg(long, default_value = "cpu")]
     device: String,
     #[arg(long)]
