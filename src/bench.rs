@@ -129,26 +129,31 @@ pub struct StepRequest {
     pub phase: Phase,
 }
 
-/// Time `steps` steps after `warmup` untimed ones; every step ends with the device synced.
-/// Returns the first step's time (compilation and autotuning included) and the timed steps'.
-/// Each warm-up step's time goes to stderr as it ends, so a slow cold start shows where it is.
-fn time_steps(r: &StepRequest, what: &str, mut step: impl FnMut() -> Result<(), String>) -> Result<(f64, Vec<f64>), String> {
+/// Time `steps` steps after `warmup` untimed ones; every step ends with the device synced, and
+/// `prepare` (untimed, synced before the clock starts) readies each one. Returns the first
+/// step's time (compilation and autotuning included) and the timed steps'. Each warm-up step's
+/// time goes to stderr as it ends, so a slow cold start shows where it is.
+fn time_steps(
+    r: &StepRequest,
+    what: &str,
+    mut prepare: impl FnMut() -> Result<(), String>,
+    mut step: impl FnMut() -> Result<(), String>,
+) -> Result<(f64, Vec<f64>), String> {
     let sync = || r.device.sync().map_err(|e| format!("{e:?}"));
-    let mut first = None;
-    for i in 0..r.warmup {
+    let (mut first, mut times) = (None, Vec::with_capacity(r.steps));
+    for i in 0..r.warmup + r.steps {
+        prepare()?;
+        sync()?;
         let t = Instant::now();
         step()?;
         sync()?;
         let s = t.elapsed().as_secs_f64();
-        first.get_or_insert(s);
-        eprintln!("{what}: warm-up step {} took {s:.2} s", i + 1);
-    }
-    let mut times = Vec::with_capacity(r.steps);
-    for _ in 0..r.steps {
-        let t = Instant::now();
-        step()?;
-        sync()?;
-        times.push(t.elapsed().as_secs_f64());
+        if i < r.warmup {
+            first.get_or_insert(s);
+            eprintln!("{what}: warm-up step {} took {s:.2} s", i + 1);
+        } else {
+            times.push(s);
+        }
     }
     Ok((first.unwrap_or(times[0]), times))
 }
@@ -175,27 +180,24 @@ impl ModuleVisitor for RandomGrads {
     }
 }
 
-/// Times the optimizer update alone: `steps` updates after `warmup`, each on fresh random
-/// gradients made and synced before its clock starts.
+/// Times the optimizer update alone, each on fresh random gradients made before its clock starts.
 fn time_optimizer<M: Module>(r: &StepRequest, what: &str, model: &mut Option<M>, optim: &mut ModuleOptimizer) -> Result<(f64, Vec<f64>), String> {
-    let sync = || r.device.sync().map_err(|e| format!("{e:?}"));
-    let (mut first, mut times) = (None, Vec::with_capacity(r.steps));
-    for i in 0..r.warmup + r.steps {
-        let mut grads = RandomGrads(GradientsParams::new());
-        model.as_ref().expect("the model").visit(&mut grads);
-        sync()?;
-        let t = Instant::now();
-        optimizer_step(model, optim, grads.0);
-        sync()?;
-        let s = t.elapsed().as_secs_f64();
-        if i < r.warmup {
-            first.get_or_insert(s);
-            eprintln!("{what}: warm-up update {} took {s:.2} s", i + 1);
-        } else {
-            times.push(s);
-        }
-    }
-    Ok((first.unwrap_or(times[0]), times))
+    let grads = std::cell::RefCell::new(GradientsParams::new());
+    let model = std::cell::RefCell::new(model);
+    time_steps(
+        r,
+        what,
+        || {
+            let mut g = RandomGrads(GradientsParams::new());
+            model.borrow().as_ref().expect("the model").visit(&mut g);
+            *grads.borrow_mut() = g.0;
+            Ok(())
+        },
+        || {
+            optimizer_step(&mut model.borrow_mut(), optim, grads.take());
+            Ok(())
+        },
+    )
 }
 
 /// Steps the optimizer with the model moved in, as the trainer does, so that parameters no
@@ -235,7 +237,7 @@ pub fn finetune_step(r: &StepRequest) -> Result<StepStats, String> {
     let times = if r.phase == Phase::Optimizer {
         time_optimizer(r, "fine-tune", &mut model, &mut optim)?
     } else {
-        time_steps(r, "fine-tune", || {
+        time_steps(r, "fine-tune", || Ok(()), || {
             let loss = if r.phase == Phase::Forward {
                 (log_softmax(model.as_ref().expect("the model").valid().forward(xi.clone()), 1) * ti.clone()).sum_dim(1).neg().mean()
             } else {
@@ -272,7 +274,7 @@ pub fn pretrain_step(r: &StepRequest, mask_ratio: f64, decoder_dim: usize, decod
     let times = if r.phase == Phase::Optimizer {
         time_optimizer(r, "pre-training", &mut model, &mut optim)?
     } else {
-        time_steps(r, "pre-training", || {
+        time_steps(r, "pre-training", || Ok(()), || {
             let noise = Tensor::<2>::random([r.batch, l], Distribution::Uniform(0.0, 1.0), &ad);
             let loss = if r.phase == Phase::Forward {
                 model.as_ref().expect("the model").valid().forward(xi.clone(), noise.inner(), mask_ratio, None).loss
