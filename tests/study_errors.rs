@@ -121,6 +121,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "execution.devices[1]: `gpu0` is not a device; use cpu, cuda:N, libtorch-cuda:N, libtorch-cpu or wgpu",
     ),
     (
+        "devices of two backends",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nexecution: { devices: [cuda:0, cuda:1, libtorch-cuda:2] }\n",
+        "3:",
+        "execution.devices[2]: `libtorch-cuda:2` is another backend than `cuda:0`; a study's trials run on one backend (cards may differ), so that their results compare",
+    ),
+    (
         "patch size that does not divide the image",
         "name: s\ndataset: { kind: imagefolder, root: data }\nmodel: { preset: vit_tiny_patch16, image_size: 28, patch_size: 5, in_chans: 1 }\n",
         "3:",

@@ -96,6 +96,8 @@ impl Runner {
         let journal_path = self.journal.path().to_path_buf();
         let records = journal::read(&journal_path)?;
         let states = journal::replay(&records);
+        // Validation keeps a study's slots on one backend, so the first slot's backend (on the
+        // trial's card, which it sees as index 0) is every trial's.
         let device = match (&self.backend, self.cfg.slots.first().map(|s| s.device)) {
             (Backend::Slurm(s), _) => s.device(),
             (_, Some(d)) => d.on_card(0).to_string(),

@@ -252,9 +252,20 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     if study.execution.devices.is_empty() {
         c.fail("execution.devices", "needs at least one device (cpu, cuda:N, libtorch-cuda:N or wgpu)");
     }
+    let mut first: Option<DeviceSpec> = None;
     for (i, d) in study.execution.devices.iter().enumerate() {
-        if let Err(msg) = d.parse::<DeviceSpec>() {
-            c.fail(format!("execution.devices[{i}]"), msg);
+        match d.parse::<DeviceSpec>() {
+            Err(msg) => c.fail(format!("execution.devices[{i}]"), msg),
+            // Every trial of a run is written for one backend (and its precision), so their
+            // accuracies compare; slots differ only in which card they use.
+            Ok(spec) => match first {
+                None => first = Some(spec),
+                Some(f) if f.on_card(0) != spec.on_card(0) => c.fail(
+                    format!("execution.devices[{i}]"),
+                    format!("`{spec}` is another backend than `{f}`; a study's trials run on one backend (cards may differ), so that their results compare"),
+                ),
+                Some(_) => {}
+            },
         }
     }
     if let Some(t) = study.execution.trial_timeout_s {
