@@ -22,5 +22,7 @@ pub mod orchestrate;
 pub mod report;
 pub mod study;
 pub mod train;
+#[cfg(feature = "tch")]
+mod torch_ops;
 
 pub use error::Error;

@@ -135,11 +135,10 @@ mod libtorch {
             (TorchGraph { output, leaves, keep }, burn_out)
         }
 
-        /// The gradients of the leaves for `grad` on the output (PyTorch's autograd engine seeds
-        /// each root with ones, so the root is `output * grad`).
+        /// The gradients of the leaves for `grad` on the output.
         fn vjp(self, grad: TchTensor) -> Vec<TchTensor> {
-            let root = tch::with_grad(|| &self.output * &grad.tensor);
-            tch::Tensor::run_backward(&[root], &self.leaves, false, false).into_iter().map(TchTensor::new).collect()
+            let leaves: Vec<&tch::Tensor> = self.leaves.iter().collect();
+            crate::torch_ops::vjp(&[&self.output], &[&grad.tensor], &leaves).into_iter().map(TchTensor::new).collect()
         }
     }
 

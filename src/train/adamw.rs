@@ -7,10 +7,9 @@
 //! ```
 //!
 //! burn's optimizer updates one parameter tensor at a time in about fifteen tensor operations,
-//! each a kernel and a trip through burn's dispatch. On the LibTorch backend this one issues
-//! seven or eight PyTorch operations per tensor instead (`lerp` for the moments, `addcdiv` for
-//! the update), in place where burn would update in place, with one scratch tensor, so a ViT-B
-//! step launches about half the optimizer kernels. Every other backend,
+//! each a kernel and a trip through burn's dispatch. On the LibTorch backend this one calls
+//! PyTorch's fused AdamW (`torch.optim.AdamW(fused=True)`'s kernel) once per tensor instead,
+//! in place where burn would update in place. Every other backend,
 //! and LibTorch with the fused operations turned off (`maestro bench step --unfused`), runs
 //! burn's own `AdamW`. The state is burn's `AdamWState`, so checkpoints of either load in both.
 
@@ -98,9 +97,27 @@ mod torch {
     }
 
     /// `t` itself when burn would update it in place (no other handle on its storage, no
-    /// broadcast strides), else a copy: the same rule burn-tch's own operations follow.
+    /// broadcast strides) and it is laid out densely, else a contiguous copy: the same rule
+    /// burn-tch's own operations follow, plus what PyTorch's fused kernel needs.
     fn owned(t: TchTensor) -> TchTensor {
-        if t.can_mut() { t } else { TchTensor::new(t.tensor.copy()) }
+        if t.can_mut() && t.tensor.is_contiguous() { t } else { TchTensor::new(t.tensor.contiguous().copy()) }
+    }
+
+    thread_local! {
+        /// The step count as PyTorch's fused AdamW reads it (a float scalar on the parameters'
+        /// device), made once per step and device rather than once per parameter.
+        static STEP: std::cell::RefCell<Option<(i32, tch::Device, tch::Tensor)>> = const { std::cell::RefCell::new(None) };
+    }
+
+    fn step_tensor(time: i32, device: tch::Device) -> tch::Tensor {
+        STEP.with_borrow_mut(|cached| match cached {
+            Some((t, d, s)) if *t == time && *d == device => s.shallow_clone(),
+            _ => {
+                let s = tch::Tensor::full([] as [i64; 0], time as f64, (tch::Kind::Float, device));
+                *cached = Some((time, device, s.shallow_clone()));
+                s
+            }
+        })
     }
 
     impl TorchAdamW for LibTorch {
@@ -116,25 +133,17 @@ mod torch {
             weight_decay: f64,
             time: i32,
         ) -> (TchTensor, TchTensor, TchTensor) {
-            let g = &grad.tensor;
-            let (mut m, mut v) = (owned(moment_1), owned(moment_2));
-            let mut scratch = g.square();
-            let _ = m.tensor.lerp_(g, 1.0 - beta_1);
-            let _ = v.tensor.lerp_(&scratch, 1.0 - beta_2);
-            if lr == 0.0 {
-                return (param, m, v);
-            }
-            let (bc1, bc2) = (1.0 - beta_1.powi(time), 1.0 - beta_2.powi(time));
-            // p - lr m / (bc1 (sqrt(v) / sqrt(bc2) + eps)) = p + m / denom, with
-            // denom = sqrt(v) * -bc1 / (lr sqrt(bc2)) - eps bc1 / lr.
-            let _ = v.tensor.sqrt_out(&scratch);
-            let _ = scratch.g_mul_scalar_(-bc1 / (lr * bc2.sqrt()));
-            let _ = scratch.g_add_scalar_(-epsilon * bc1 / lr);
-            let mut p = owned(param);
-            if weight_decay != 0.0 {
-                let _ = p.tensor.g_mul_scalar_(1.0 - lr * weight_decay);
-            }
-            let _ = p.tensor.addcdiv_(&m.tensor, &scratch);
+            let (p, m, v) = (owned(param), owned(moment_1), owned(moment_2));
+            let g_dense;
+            let g = if grad.tensor.is_contiguous() && grad.tensor.kind() == p.tensor.kind() {
+                &grad.tensor
+            } else {
+                g_dense = grad.tensor.to_kind(p.tensor.kind()).contiguous();
+                &g_dense
+            };
+            let step = step_tensor(time, p.tensor.device());
+            let settings = crate::torch_ops::AdamWStep { lr, beta_1, beta_2, epsilon, weight_decay };
+            crate::torch_ops::fused_adamw(&p.tensor, g, &m.tensor, &v.tensor, &step, settings);
             (p, m, v)
         }
     }
