@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::llrd;
+use super::losses::DeviceLosses;
 use super::schedule::CosineSchedule;
 use super::spec::{EpochMetrics, FinetuneResult, FinetuneSpec, RunStatus, write_atomic};
 use crate::data::augment::{EvalTransform, MixupCutmix, Normalize, RandAugmentSpec, TrainTransform};
@@ -116,6 +117,19 @@ fn soft_ce(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 }
 
 /// The batch's images as a tensor; takes the buffer rather than copying it.
+/// Adds losses read from the device to the epoch's sum, in order; the optimizer step of the
+/// first that is NaN or infinite stops it.
+fn absorb(read: Vec<(usize, Vec<f64>)>, sum: &mut f64, n: &mut usize) -> Option<usize> {
+    for (step, v) in read {
+        if !v[0].is_finite() {
+            return Some(step);
+        }
+        *sum += v[0];
+        *n += 1;
+    }
+    None
+}
+
 fn to_images(b: &mut Batch, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(std::mem::take(&mut b.images), [b.size, b.channels, b.height, b.width]), device)
 }
@@ -294,6 +308,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
         let (mut loss_sum, mut loss_n, mut images) = (0f64, 0usize, 0usize);
         let mut micro = 0usize;
         let mut lr_now = 0.0;
+        let mut losses = DeviceLosses::default();
         for mut b in loader.epoch(epoch as u64, 0).iter() {
             if b.size == 0 {
                 continue;
@@ -301,14 +316,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             let x = to_images(&mut b, &ad);
             let t = Tensor::<2>::from_data(TensorData::new(std::mem::take(&mut b.targets), [b.size, classes]), &ad);
             let loss = soft_ce(model.forward(x), t);
-            let value = loss.clone().into_scalar::<f32>() as f64;
-            if !value.is_finite() {
-                status = RunStatus::Diverged;
-                diverged_at = Some(state.step);
-                break;
-            }
-            loss_sum += value;
-            loss_n += 1;
+            losses.push(state.step, loss.clone().inner());
             images += b.size;
             let scaled = if r.accum_iter > 1 { loss / r.accum_iter as f32 } else { loss };
             let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
@@ -326,12 +334,24 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             model = optim.step(lr, model, grads);
             state.step += 1;
             pb.set_position(state.step as u64);
-            pb.set_message(format!("epoch {} loss {:.4} lr {:.2e}", epoch + 1, loss_sum / loss_n as f64, lr_now));
+            if losses.is_due() {
+                diverged_at = absorb(losses.read(), &mut loss_sum, &mut loss_n);
+                if diverged_at.is_some() {
+                    break;
+                }
+                pb.set_message(format!("epoch {} loss {:.4} lr {:.2e}", epoch + 1, loss_sum / loss_n.max(1) as f64, lr_now));
+            }
             if state.step >= total_steps {
                 break;
             }
         }
-        if micro == 0 && status != RunStatus::Diverged {
+        if diverged_at.is_none() {
+            diverged_at = absorb(losses.read(), &mut loss_sum, &mut loss_n);
+        }
+        if diverged_at.is_some() {
+            status = RunStatus::Diverged;
+        }
+        if micro == 0 {
             return Err(TrainError::Setup("the data loader produced no batch this epoch (see the messages above)".into()));
         }
         let train_s = t_epoch.elapsed().as_secs_f64();

@@ -4,6 +4,7 @@
 pub mod adamw;
 pub mod finetune;
 pub mod llrd;
+pub mod losses;
 pub mod pretrain;
 pub mod schedule;
 pub mod spec;

@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
+use super::losses::DeviceLosses;
 use super::finetune::{TrainError, normalization, read_channels, save_checkpoint};
 use super::llrd::parameters;
 use super::schedule::{CosineSchedule, ScaledSchedule};
@@ -88,6 +89,50 @@ fn hash(spec: &PretrainSpec) -> String {
 
 fn io_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
     move |message| TrainError::Io { path: path.to_path_buf(), message }
+}
+
+/// One epoch's loss sums and the loss curve's running window, fed in step order with the
+/// losses read from the device.
+struct EpochSums {
+    rec: f64,
+    cls: f64,
+    n: usize,
+    window: (f64, usize),
+    every: usize,
+    total: usize,
+    steps_per_epoch: f64,
+}
+
+impl EpochSums {
+    fn new(every: usize, total: usize, steps_per_epoch: f64) -> Self {
+        EpochSums { rec: 0.0, cls: 0.0, n: 0, window: (0.0, 0), every, total, steps_per_epoch }
+    }
+
+    /// Adds read values (the loss, and SupMAE's reconstruction loss after it), all of completed
+    /// optimizer steps; the curve gets a point after every `every`-th step and the last.
+    /// Stops at the first loss that is NaN or infinite.
+    fn absorb(&mut self, read: Vec<(usize, Vec<f64>)>, curve: &mut Vec<[f64; 2]>) -> Result<(), String> {
+        let mut read = read.into_iter().peekable();
+        while let Some((step, v)) = read.next() {
+            let value = v[0];
+            if !value.is_finite() {
+                return Err(format!("the loss became NaN or infinite at optimizer step {step}"));
+            }
+            let rec = v.get(1).copied().unwrap_or(value);
+            self.rec += rec;
+            self.cls += value - rec;
+            self.n += 1;
+            self.window.0 += rec;
+            self.window.1 += 1;
+            let done = step + 1;
+            let last_of_step = read.peek().is_none_or(|(next, _)| *next != step);
+            if last_of_step && (done % self.every == 0 || done == self.total) {
+                curve.push([done as f64 / self.steps_per_epoch, self.window.0 / self.window.1 as f64]);
+                self.window = (0.0, 0);
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResult, TrainError> {
@@ -188,10 +233,14 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     // The loss curve keeps about 100 points, each the mean over the steps since the last.
     let every = (total / 100).max(1);
     let mut window = (0f64, 0usize);
+    // Optimizer steps per epoch: the micro-batches over the accumulation.
+    let steps_per_epoch = ipe.div_ceil(r.accum_iter.max(1)) as f64;
     'epochs: while st.step < total {
         ad.seed(spec.seed.wrapping_add(1 + epoch as u64));
         let t = Instant::now();
-        let (mut sum, mut cls_sum, mut n, mut images, mut micro) = (0f64, 0f64, 0usize, 0usize, 0usize);
+        let (mut images, mut micro) = (0usize, 0usize);
+        let mut sums = EpochSums { window: std::mem::take(&mut window), ..EpochSums::new(every, total, steps_per_epoch) };
+        let mut losses = DeviceLosses::default();
         for b in loader.epoch(epoch as u64, 0).iter() {
             if b.size == 0 {
                 continue;
@@ -201,17 +250,9 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             let labels = r.supmae.then(|| Tensor::<1, Int>::from_data(TensorData::new(b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b.size]), &ad));
             let out = model.forward(x, noise, r.mask_ratio, labels);
             let loss = out.loss;
-            let value = loss.clone().into_scalar::<f32>() as f64;
-            if !value.is_finite() {
-                error = Some(format!("the loss became NaN or infinite at optimizer step {}", st.step));
-                break 'epochs;
-            }
-            let rec = if r.supmae { out.rec_loss.into_scalar::<f32>() as f64 } else { value };
-            sum += rec;
-            window.0 += rec;
-            window.1 += 1;
-            cls_sum += value - rec;
-            n += 1;
+            // The loss, and for SupMAE its reconstruction part after it.
+            let values = if r.supmae { Tensor::cat(vec![loss.clone().inner(), out.rec_loss.inner()], 0) } else { loss.clone().inner() };
+            losses.push(st.step, values);
             images += b.size;
             micro += 1;
             let scaled = if r.accum_iter > 1 { loss / r.accum_iter as f32 } else { loss };
@@ -225,18 +266,24 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             }
             model = optim.step(sched.step(), model, grads);
             st.step += 1;
-            if st.step % every == 0 || st.step == total {
-                // Optimizer steps per epoch: the micro-batches over the accumulation.
-                let steps_per_epoch = ipe.div_ceil(r.accum_iter.max(1)) as f64;
-                st.loss_curve.push([st.step as f64 / steps_per_epoch, window.0 / window.1.max(1) as f64]);
-                window = (0.0, 0);
-            }
             pb.set_position(st.step as u64);
-            pb.set_message(format!("epoch {} loss {:.4}", epoch + 1, sum / n as f64));
+            if losses.is_due() {
+                if let Err(e) = sums.absorb(losses.read(), &mut st.loss_curve) {
+                    error = Some(e);
+                    break 'epochs;
+                }
+                pb.set_message(format!("epoch {} loss {:.4}", epoch + 1, sums.rec / sums.n.max(1) as f64));
+            }
             if st.step >= total {
                 break;
             }
         }
+        if let Err(e) = sums.absorb(losses.read(), &mut st.loss_curve) {
+            error = Some(e);
+            break 'epochs;
+        }
+        let (sum, cls_sum, n) = (sums.rec, sums.cls, sums.n);
+        window = sums.window;
         if micro == 0 {
             return Err(TrainError::Setup("the data loader produced no batch this epoch (see the messages above)".into()));
         }
@@ -286,4 +333,41 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         }
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EpochSums;
+
+    fn read(v: &[(usize, f64)]) -> Vec<(usize, Vec<f64>)> {
+        v.iter().map(|&(s, x)| (s, vec![x])).collect()
+    }
+
+    #[test]
+    fn the_curve_takes_a_point_after_whole_optimizer_steps() {
+        // Two micro-batches per optimizer step; a point every step, then every second step.
+        let micro = read(&[(0, 1.0), (0, 3.0), (1, 5.0), (1, 7.0)]);
+        let mut curve = Vec::new();
+        let mut sums = EpochSums::new(1, 2, 2.0);
+        sums.absorb(micro.clone(), &mut curve).unwrap();
+        assert_eq!(curve, [[0.5, 2.0], [1.0, 6.0]]);
+        assert_eq!((sums.rec, sums.n), (16.0, 4));
+        let mut curve = Vec::new();
+        let mut sums = EpochSums::new(2, 4, 2.0);
+        sums.absorb(micro[..2].to_vec(), &mut curve).unwrap();
+        sums.absorb(micro[2..].to_vec(), &mut curve).unwrap();
+        assert_eq!(curve, [[1.0, 4.0]]);
+        assert_eq!(sums.window, (0.0, 0));
+    }
+
+    #[test]
+    fn supmae_splits_the_loss_and_a_nan_names_its_step() {
+        let mut sums = EpochSums::new(10, 100, 10.0);
+        let mut curve = Vec::new();
+        sums.absorb(vec![(0, vec![1.5, 1.0]), (1, vec![2.5, 2.0])], &mut curve).unwrap();
+        assert_eq!((sums.rec, sums.cls, sums.n), (3.0, 1.0, 2));
+        let e = sums.absorb(read(&[(2, 1.0), (3, f64::NAN), (4, 1.0)]), &mut curve).unwrap_err();
+        assert_eq!(e, "the loss became NaN or infinite at optimizer step 3");
+        assert_eq!(sums.n, 3);
+    }
 }
