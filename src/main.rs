@@ -148,8 +148,8 @@ enum BenchCommand {
         json: bool,
     },
     /// Checks the fused attention and LayerNorm against burn's composition of primitives on a
-    /// device, values and gradients, at ViT-B/16's shapes, in f32 and bf16. Fails when they
-    /// disagree beyond what the precision explains.
+    /// device, values and gradients, at ViT-B/16's shapes, in f32 and bf16, and maestro's AdamW
+    /// against burn's. Fails when they disagree beyond what the precision explains.
     Fused {
         #[arg(long, default_value = "cpu")]
         device: String,

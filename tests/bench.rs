@@ -80,11 +80,12 @@ fn fused_check_compares_both_paths_and_the_unfused_step_says_so() {
     let mut c = dir.maestro();
     c.args(["bench", "fused", "--batch", "1", "--json"]);
     let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
-    let checks = v.as_array().unwrap();
+    let checks = v["operations"].as_array().unwrap();
     assert_eq!(checks[0]["precision"], "f32");
     assert_eq!(checks[0]["shape"], serde_json::json!([1, 12, 197, 64]));
     let names: Vec<&str> = checks[0]["errors"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
     assert_eq!(names, ["attention", "layer_norm", "d qkv", "d x", "d gamma", "d beta"]);
+    assert!(v["adamw"]["weight"].as_f64().unwrap() < 1e-5 && v["adamw"]["moved"].as_f64().unwrap() > 1e-3, "{v}");
     let mut c = dir.maestro();
     c.args(["bench", "fused", "--device", "libtorch-cuda:0"]);
     if !cfg!(feature = "tch") {

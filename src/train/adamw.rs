@@ -65,6 +65,53 @@ impl Optimizer for AdamW {
     }
 }
 
+/// How far [`AdamW`] is from burn's `AdamW` on one device after five steps of a linear layer
+/// (a decay and a no-decay group, a first step at lr 0 as the warm-up starts, then changing
+/// rates): the largest difference of the weight and of the bias, each relative to the largest
+/// magnitude of burn's result, and how far burn's steps moved the weight (relative likewise).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Agreement {
+    pub weight: f32,
+    pub bias: f32,
+    pub moved: f32,
+}
+
+pub fn compare(device: &Device) -> Agreement {
+    use burn::module::ParamGroup;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::GradientsParams;
+    use burn::tensor::Distribution;
+
+    let device = device.clone().autodiff();
+    device.seed(0);
+    let model = LinearConfig::new(64, 48).init(&device);
+    let x = Tensor::<2>::random([16, 64], Distribution::Normal(0.0, 1.0), &device);
+    let run = |mut optim: ModuleOptimizer| {
+        let mut m: Linear = model.clone();
+        for lr in [0.0, 1e-2, 5e-3, 2e-2, 1e-2] {
+            let loss = (m.forward(x.clone()) - 0.5).powi_scalar(2).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            m = optim.step(lr, m, grads);
+        }
+        let bias = m.bias.as_ref().expect("a bias").val();
+        (m.weight.val().inner(), bias.inner())
+    };
+    let bias = || ParamGroup::from_paths(vec!["bias".to_string()]);
+    let burn = AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.95).with_epsilon(1e-8);
+    let ours = run(AdamW::new([0.9, 0.95], 1e-8, 0.05).init().with_group(bias(), AdamW::new([0.9, 0.95], 1e-8, 0.0), None));
+    let theirs = run(burn.clone().with_weight_decay(0.05).init().with_group(bias(), burn.with_weight_decay(0.0).build(), None));
+    let rel = |got: Tensor<2>, want: Tensor<2>| {
+        let scale = want.clone().abs().max().into_scalar::<f32>().max(1e-12);
+        (got - want).abs().max().into_scalar::<f32>() / scale
+    };
+    let before = model.weight.val().inner();
+    Agreement {
+        weight: rel(ours.0, theirs.0.clone()),
+        bias: rel(ours.1.unsqueeze(), theirs.1.unsqueeze()),
+        moved: rel(theirs.0, before),
+    }
+}
+
 #[cfg(feature = "tch")]
 #[allow(deprecated)] // burn-tch is deprecated in burn 0.22 but is the path to PyTorch's kernels
 mod torch {
