@@ -92,9 +92,13 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => Ok(burn::tensor::Device::flex()),
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(i) => Ok(burn::tensor::Device::cuda(*i)),
+            DeviceSpec::Cuda(i) => {
+                check_cuda_index(self, *i)?;
+                Ok(burn::tensor::Device::cuda(*i))
+            }
             #[cfg(feature = "tch")]
             DeviceSpec::LibTorchCuda(i) => {
+                check_cuda_index(self, *i)?;
                 load_torch_cuda()?;
                 #[allow(deprecated)] // burn-tch is deprecated in 0.22 but still the way to cuBLAS
                 Ok(burn::tensor::Device::libtorch_cuda(*i))
@@ -114,6 +118,60 @@ impl DeviceSpec {
     }
 }
 
+#[cfg(any(feature = "cuda", feature = "tch"))]
+fn dl_error() -> String {
+    // SAFETY: dlerror returns a NUL-terminated message or null.
+    let why = unsafe { libc::dlerror() };
+    if why.is_null() { "unknown error".to_string() } else { unsafe { std::ffi::CStr::from_ptr(why) }.to_string_lossy().into_owned() }
+}
+
+/// How many CUDA devices the driver shows this process (after CUDA_VISIBLE_DEVICES), asked of
+/// the driver library directly: burn's CUDA runtime panics on a machine without one, and
+/// libtorch fails on an index past the last device only at the first tensor.
+#[cfg(any(feature = "cuda", feature = "tch"))]
+fn cuda_devices() -> Result<usize, String> {
+    static FOUND: std::sync::OnceLock<Result<usize, String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            // SAFETY: NUL-terminated names; the handle is kept for the process's lifetime; the two
+            // symbols have the CUDA driver API's C signatures.
+            unsafe {
+                let lib = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+                if lib.is_null() {
+                    return Err(format!("this machine has no CUDA driver ({})", dl_error()));
+                }
+                let (init, count) = (libc::dlsym(lib, c"cuInit".as_ptr()), libc::dlsym(lib, c"cuDeviceGetCount".as_ptr()));
+                if init.is_null() || count.is_null() {
+                    return Err("the CUDA driver library has no cuInit or cuDeviceGetCount".into());
+                }
+                let init: unsafe extern "C" fn(u32) -> i32 = std::mem::transmute(init);
+                let count: unsafe extern "C" fn(*mut i32) -> i32 = std::mem::transmute(count);
+                const CUDA_ERROR_NO_DEVICE: i32 = 100;
+                match init(0) {
+                    0 => {}
+                    CUDA_ERROR_NO_DEVICE => return Ok(0),
+                    rc => return Err(format!("the CUDA driver did not start (cuInit error {rc})")),
+                }
+                let mut n = 0;
+                match count(&mut n) {
+                    0 => Ok(n.max(0) as usize),
+                    rc => Err(format!("the CUDA driver did not count its devices (error {rc})")),
+                }
+            }
+        })
+        .clone()
+}
+
+#[cfg(any(feature = "cuda", feature = "tch"))]
+fn check_cuda_index(spec: &DeviceSpec, index: usize) -> Result<(), String> {
+    let n = cuda_devices().map_err(|e| format!("{spec}: {e}; use cpu or libtorch-cpu here"))?;
+    if index >= n {
+        let visible = std::env::var("CUDA_VISIBLE_DEVICES").map(|v| format!(" (CUDA_VISIBLE_DEVICES={v})")).unwrap_or_default();
+        return Err(format!("{spec}: this machine shows {n} CUDA device(s){visible}"));
+    }
+    Ok(())
+}
+
 /// libtorch registers its CUDA kernels when `libtorch_cuda.so` loads. A binary built against a
 /// CUDA libtorch links it already (then this only confirms it); one built against a CPU-only
 /// libtorch does not, and would see no CUDA device: load it by hand, from the same folders as
@@ -127,13 +185,7 @@ fn load_torch_cuda() -> Result<(), String> {
             // SAFETY: a NUL-terminated name; the handle is kept for the process's lifetime.
             let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
             if handle.is_null() {
-                // SAFETY: dlerror returns a NUL-terminated message or null.
-                let why = unsafe { libc::dlerror() };
-                let why = if why.is_null() {
-                    "unknown error".to_string()
-                } else {
-                    unsafe { std::ffi::CStr::from_ptr(why) }.to_string_lossy().into_owned()
-                };
+                let why = dl_error();
                 return Err(format!(
                     "libtorch-cuda needs PyTorch's libtorch_cuda.so on LD_LIBRARY_PATH \
                      (the `torch/lib` folder of the PyTorch this binary was built against): {why}"
