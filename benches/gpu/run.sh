@@ -15,7 +15,8 @@
 #
 # PARTS picks what runs (default: check steps batch breakdown compile, about 500 s; add pipeline
 # and cubecl for the input pipeline and burn's own CUDA backend). `check` compares the fused
-# attention and LayerNorm with burn's composition on the card (values and gradients); `steps`
+# attention and LayerNorm with burn's composition on the card (values and gradients), and
+# maestro's AdamW (PyTorch's fused kernel) with burn's over five steps; `steps`
 # times each maestro step fused and, for bf16, --unfused too; `breakdown` times forward +
 # backward and the AdamW update alone on both sides, to see where a step goes; `compile` times
 # timm under torch.compile.
