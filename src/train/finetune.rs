@@ -116,7 +116,6 @@ fn soft_ce(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (log_softmax(logits, 1) * targets).sum_dim(1).neg().mean()
 }
 
-/// The batch's images as a tensor; takes the buffer rather than copying it.
 /// Adds losses read from the device to the epoch's sum, in order; the optimizer step of the
 /// first that is NaN or infinite stops it.
 fn absorb(read: Vec<(usize, Vec<f64>)>, sum: &mut f64, n: &mut usize) -> Option<usize> {
@@ -130,6 +129,7 @@ fn absorb(read: Vec<(usize, Vec<f64>)>, sum: &mut f64, n: &mut usize) -> Option<
     None
 }
 
+/// The batch's images as a tensor; takes the buffer rather than copying it.
 fn to_images(b: &mut Batch, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(std::mem::take(&mut b.images), [b.size, b.channels, b.height, b.width]), device)
 }

@@ -108,10 +108,11 @@ impl EpochSums {
         EpochSums { rec: 0.0, cls: 0.0, n: 0, window: (0.0, 0), every, total, steps_per_epoch }
     }
 
-    /// Adds read values (the loss, and SupMAE's reconstruction loss after it), all of completed
-    /// optimizer steps; the curve gets a point after every `every`-th step and the last.
-    /// Stops at the first loss that is NaN or infinite.
-    fn absorb(&mut self, read: Vec<(usize, Vec<f64>)>, curve: &mut Vec<[f64; 2]>) -> Result<(), String> {
+    /// Adds read values (the loss, and SupMAE's reconstruction loss after it) of the optimizer
+    /// steps before `completed` and, at an epoch's end, of the micro-batches of a step still to
+    /// come; the curve gets a point after every `every`-th completed step and the last. Stops at
+    /// the first loss that is NaN or infinite.
+    fn absorb(&mut self, read: Vec<(usize, Vec<f64>)>, completed: usize, curve: &mut Vec<[f64; 2]>) -> Result<(), String> {
         let mut read = read.into_iter().peekable();
         while let Some((step, v)) = read.next() {
             let value = v[0];
@@ -125,7 +126,7 @@ impl EpochSums {
             self.window.0 += rec;
             self.window.1 += 1;
             let done = step + 1;
-            let last_of_step = read.peek().is_none_or(|(next, _)| *next != step);
+            let last_of_step = step < completed && read.peek().is_none_or(|(next, _)| *next != step);
             if last_of_step && (done % self.every == 0 || done == self.total) {
                 curve.push([done as f64 / self.steps_per_epoch, self.window.0 / self.window.1 as f64]);
                 self.window = (0.0, 0);
@@ -268,7 +269,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             st.step += 1;
             pb.set_position(st.step as u64);
             if losses.is_due() {
-                if let Err(e) = sums.absorb(losses.read(), &mut st.loss_curve) {
+                if let Err(e) = sums.absorb(losses.read(), st.step, &mut st.loss_curve) {
                     error = Some(e);
                     break 'epochs;
                 }
@@ -278,7 +279,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
                 break;
             }
         }
-        if let Err(e) = sums.absorb(losses.read(), &mut st.loss_curve) {
+        if let Err(e) = sums.absorb(losses.read(), st.step, &mut st.loss_curve) {
             error = Some(e);
             break 'epochs;
         }
@@ -349,24 +350,32 @@ mod tests {
         let micro = read(&[(0, 1.0), (0, 3.0), (1, 5.0), (1, 7.0)]);
         let mut curve = Vec::new();
         let mut sums = EpochSums::new(1, 2, 2.0);
-        sums.absorb(micro.clone(), &mut curve).unwrap();
+        sums.absorb(micro.clone(), 2, &mut curve).unwrap();
         assert_eq!(curve, [[0.5, 2.0], [1.0, 6.0]]);
         assert_eq!((sums.rec, sums.n), (16.0, 4));
         let mut curve = Vec::new();
         let mut sums = EpochSums::new(2, 4, 2.0);
-        sums.absorb(micro[..2].to_vec(), &mut curve).unwrap();
-        sums.absorb(micro[2..].to_vec(), &mut curve).unwrap();
+        sums.absorb(micro[..2].to_vec(), 1, &mut curve).unwrap();
+        sums.absorb(micro[2..].to_vec(), 2, &mut curve).unwrap();
         assert_eq!(curve, [[1.0, 4.0]]);
         assert_eq!(sums.window, (0.0, 0));
+        // An epoch that ends between two micro-batches of step 1 (a batch it could not read):
+        // step 1's first loss joins the window, and the point waits for the step to complete.
+        let mut curve = Vec::new();
+        let mut sums = EpochSums::new(2, 4, 2.0);
+        sums.absorb(micro[..3].to_vec(), 1, &mut curve).unwrap();
+        assert!(curve.is_empty());
+        sums.absorb(micro[3..].to_vec(), 2, &mut curve).unwrap();
+        assert_eq!(curve, [[1.0, 4.0]]);
     }
 
     #[test]
     fn supmae_splits_the_loss_and_a_nan_names_its_step() {
         let mut sums = EpochSums::new(10, 100, 10.0);
         let mut curve = Vec::new();
-        sums.absorb(vec![(0, vec![1.5, 1.0]), (1, vec![2.5, 2.0])], &mut curve).unwrap();
+        sums.absorb(vec![(0, vec![1.5, 1.0]), (1, vec![2.5, 2.0])], 2, &mut curve).unwrap();
         assert_eq!((sums.rec, sums.cls, sums.n), (3.0, 1.0, 2));
-        let e = sums.absorb(read(&[(2, 1.0), (3, f64::NAN), (4, 1.0)]), &mut curve).unwrap_err();
+        let e = sums.absorb(read(&[(2, 1.0), (3, f64::NAN), (4, 1.0)]), 5, &mut curve).unwrap_err();
         assert_eq!(e, "the loss became NaN or infinite at optimizer step 3");
         assert_eq!(sums.n, 3);
     }
