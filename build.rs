@@ -8,9 +8,15 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=csrc/torch_ops.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    // torch-sys passes its libtorch's lib folder on (`links = "tch"`); the headers sit beside it.
+    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+    // torch-sys passes its libtorch's lib folder on (`links = "tch"`); the headers sit beside it
+    // unless LIBTORCH_INCLUDE says otherwise, as torch-sys reads it. The C++ ABI follows
+    // torch-sys's LIBTORCH_CXX11_ABI (PyTorch's wheels since 2.7 use the new one, 1).
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports the libtorch it links");
-    let root = std::path::Path::new(&lib).parent().expect("libtorch's lib folder has a parent").to_path_buf();
+    let root = match std::env::var("LIBTORCH_INCLUDE") {
+        Ok(dir) => std::path::PathBuf::from(dir),
+        Err(_) => std::path::Path::new(&lib).parent().expect("libtorch's lib folder has a parent").to_path_buf(),
+    };
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)

@@ -41,10 +41,14 @@ char *maestro_vjp(at::Tensor **outputs, at::Tensor **grads, int n_out, at::Tenso
         auto g = torch::autograd::grad(list(outputs, n_out), ins, list(grads, n_out), /*retain_graph=*/false,
                                        /*create_graph=*/false, /*allow_unused=*/true);
         for (int i = 0; i < n_in; ++i)
-            result[i] = new at::Tensor(g[i].defined() ? g[i] : at::zeros_like(ins[i]));
+            if (!g[i].defined()) g[i] = at::zeros_like(ins[i]);
+        // Nothing below throws: the caller owns every handle or none.
+        for (int i = 0; i < n_in; ++i) result[i] = new at::Tensor(std::move(g[i]));
         return nullptr;
     } catch (const std::exception &e) {
         return message(e.what());
+    } catch (...) {
+        return message("unknown C++ exception");
     }
 }
 
@@ -61,6 +65,8 @@ char *maestro_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **
         return nullptr;
     } catch (const std::exception &e) {
         return message(e.what());
+    } catch (...) {
+        return message("unknown C++ exception");
     }
 }
 

@@ -204,7 +204,8 @@ mod torch {
     ) -> (Tensor<D>, Option<AdamWState<D>>) {
         let (time, m, v) = match state {
             Some(s) => (s.momentum.time + 1, s.momentum.moment_1, s.momentum.moment_2),
-            None => (1, grad.zeros_like(), grad.zeros_like()),
+            // The parameter's dtype and layout: PyTorch's fused kernel needs all four alike.
+            None => (1, tensor.zeros_like(), tensor.zeros_like()),
         };
         let (p, m, v) = <Dispatch as TorchAdamW>::adamw_update(
             tensor.into_dispatch(),
