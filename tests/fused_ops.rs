@@ -105,8 +105,11 @@ fn fused_ops_match_burns_composition() {
     let a = fused::compare(&util::test_device(), [2, 3, 5, 4], false);
     assert_eq!(a.errors.len(), 6, "{a:?}");
     assert!(a.worst() < 1e-4, "{a:?}");
+    // bf16 keeps 8 bits of mantissa; `maestro bench fused` allows 3e-2 as well. The inputs are
+    // random and the RNG is shared with the tests running beside this one, so the margin must
+    // hold for any draw (seen: up to 2.04e-2 in d qkv on libtorch-cpu).
     let a = fused::compare(&util::test_device(), [2, 3, 5, 4], true);
-    assert!(a.worst() < 2e-2, "bf16 attention: {a:?}");
+    assert!(a.worst() < 3e-2, "bf16 attention: {a:?}");
 }
 
 /// maestro's AdamW follows burn's AdamW step for step (decay and no-decay groups, a first step
