@@ -5,8 +5,8 @@
 //! queuing the backward pass and the next step while the forward pass runs. Here each
 //! micro-batch's loss stays on the device until [`READ_EVERY`] of them are waiting or the epoch
 //! ends, then all are read with one transfer. Nothing is lost: every value is read, in order,
-//! with the optimizer step it belongs to, so a NaN is still reported at its exact step, up to
-//! `READ_EVERY - 1` steps after it happened.
+//! with the optimizer step it belongs to, so a NaN is still reported at its exact step, about
+//! `READ_EVERY` micro-batches after it happened (a read waits for the step under way to finish).
 
 use burn::tensor::Tensor;
 
