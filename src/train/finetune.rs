@@ -316,7 +316,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             let x = to_images(&mut b, &ad);
             let t = Tensor::<2>::from_data(TensorData::new(std::mem::take(&mut b.targets), [b.size, classes]), &ad);
             let loss = soft_ce(model.forward(x), t);
-            losses.push(state.step, loss.clone().inner());
+            losses.push(state.step, vec![loss.clone().inner()]);
             images += b.size;
             let scaled = if r.accum_iter > 1 { loss / r.accum_iter as f32 } else { loss };
             let mut grads = GradientsParams::from_grads(scaled.backward(), &model);

@@ -15,13 +15,14 @@ pub const READ_EVERY: usize = 20;
 
 #[derive(Default)]
 pub struct DeviceLosses {
-    pending: Vec<(usize, Tensor<1>)>,
+    /// Each micro-batch's step and its tensors; joined only when read, so a step adds no kernel.
+    pending: Vec<(usize, Vec<Tensor<1>>)>,
 }
 
 impl DeviceLosses {
-    /// Keeps `values` (one or more scalars of one micro-batch, without autodiff) of optimizer
-    /// step `step`.
-    pub fn push(&mut self, step: usize, values: Tensor<1>) {
+    /// Keeps `values` (tensors of one or more scalars, without autodiff; read back as one list)
+    /// of one micro-batch of optimizer step `step`.
+    pub fn push(&mut self, step: usize, values: Vec<Tensor<1>>) {
         self.pending.push((step, values));
     }
 
@@ -34,9 +35,9 @@ impl DeviceLosses {
         if self.pending.is_empty() {
             return Vec::new();
         }
-        let widths: Vec<usize> = self.pending.iter().map(|(_, t)| t.dims()[0]).collect();
-        let (steps, tensors): (Vec<usize>, Vec<Tensor<1>>) = self.pending.drain(..).unzip();
-        let all = Tensor::cat(tensors, 0).into_data().convert::<f64>().try_into_vec::<f64>().expect("f64 after convert");
+        let widths: Vec<usize> = self.pending.iter().map(|(_, ts)| ts.iter().map(|t| t.dims()[0]).sum()).collect();
+        let (steps, tensors): (Vec<usize>, Vec<Vec<Tensor<1>>>) = self.pending.drain(..).unzip();
+        let all = Tensor::cat(tensors.into_iter().flatten().collect(), 0).into_data().convert::<f64>().try_into_vec::<f64>().expect("f64 after convert");
         let mut rest = all.as_slice();
         steps
             .into_iter()
@@ -60,7 +61,7 @@ mod tests {
         let mut l = DeviceLosses::default();
         for step in 0..READ_EVERY {
             assert!(!l.is_due());
-            l.push(step, Tensor::from_floats([step as f32, f32::NAN], &device));
+            l.push(step, vec![Tensor::from_floats([step as f32], &device), Tensor::from_floats([f32::NAN], &device)]);
         }
         assert!(l.is_due());
         let got = l.read();

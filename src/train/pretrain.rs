@@ -252,7 +252,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             let out = model.forward(x, noise, r.mask_ratio, labels);
             let loss = out.loss;
             // The loss, and for SupMAE its reconstruction part after it.
-            let values = if r.supmae { Tensor::cat(vec![loss.clone().inner(), out.rec_loss.inner()], 0) } else { loss.clone().inner() };
+            let values = if r.supmae { vec![loss.clone().inner(), out.rec_loss.inner()] } else { vec![loss.clone().inner()] };
             losses.push(st.step, values);
             images += b.size;
             micro += 1;
