@@ -158,6 +158,24 @@ impl Manifest {
     }
 
     /// Read a manifest and check its hash and counts.
+    /// Where to read this proxy's images: the manifest says which images were drawn, the
+    /// study's `current` dataset where that dataset sits now (the root is not part of the
+    /// manifest's hash, so a manifest moves with its data). Err when `current` is another kind
+    /// of dataset or an ImageFolder with other split folders.
+    pub fn source_at(&self, current: &Source) -> Result<Source, String> {
+        match (&self.source, current) {
+            (Source::FashionMnist { .. }, Source::FashionMnist { root }) => Ok(Source::FashionMnist { root: root.clone() }),
+            (Source::Imagefolder { train, val, .. }, Source::Imagefolder { root, train: t, val: v }) if train == t && val == v => {
+                Ok(Source::Imagefolder { root: root.clone(), train: train.clone(), val: val.clone() })
+            }
+            (mine, _) => Err(format!(
+                "the manifest is of another dataset ({}) than the study's ({})",
+                mine.describe(),
+                current.describe()
+            )),
+        }
+    }
+
     pub fn read(path: &Path) -> Result<Self, DataError> {
         let bad = |reason: String| DataError::BadManifest { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
@@ -234,6 +252,18 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let e = Manifest::read(&p).unwrap_err().to_string();
         assert!(e.contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn images_are_read_where_the_study_says_the_data_sits_now() {
+        let m = sample();
+        let moved = Source::Imagefolder { root: "/mnt/x".into(), train: "train".into(), val: "val".into() };
+        assert_eq!(m.source_at(&moved).unwrap(), moved);
+        let other_splits = Source::Imagefolder { root: "/data/x".into(), train: "training".into(), val: "val".into() };
+        let e = m.source_at(&other_splits).unwrap_err();
+        assert!(e.contains("another dataset") && e.contains("training"), "{e}");
+        let e = m.source_at(&Source::fashion_mnist()).unwrap_err();
+        assert!(e.contains("ImageFolder /data/x") && e.contains("Fashion-MNIST"), "{e}");
     }
 
     #[test]

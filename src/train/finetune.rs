@@ -92,13 +92,11 @@ fn load_data(spec: &FinetuneSpec) -> Result<Data, TrainError> {
     let (train, val, classes) = match &spec.manifest {
         Some(path) => {
             let m = Manifest::read(path)?;
-            if m.source.root() != spec.source.root() && std::mem::discriminant(&m.source) != std::mem::discriminant(&spec.source) {
-                return Err(TrainError::Setup(format!("{}: the manifest is of another dataset ({})", path.display(), m.source.describe())));
-            }
+            let source = m.source_at(&spec.source).map_err(|e| TrainError::Setup(format!("{}: {e}", path.display())))?;
             let n = m.num_classes();
             (
-                split_data(&m.source, &m.train.split, m.train.items, channels)?,
-                split_data(&m.source, &m.val.split, m.val.items, channels)?,
+                split_data(&source, &m.train.split, m.train.items, channels)?,
+                split_data(&source, &m.val.split, m.val.items, channels)?,
                 n,
             )
         }

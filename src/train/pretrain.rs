@@ -148,7 +148,8 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let (source, split, items, num_classes) = match &spec.manifest {
         Some(p) => {
             let m = Manifest::read(p)?;
-            (m.source.clone(), m.train.split.clone(), m.train.items, m.classes.len())
+            let source = m.source_at(&spec.source).map_err(|e| TrainError::Setup(format!("{}: {e}", p.display())))?;
+            (source, m.train.split.clone(), m.train.items, m.classes.len())
         }
         None => {
             let cat = spec.source.scan()?;
