@@ -5,6 +5,7 @@
 //! fine-tune trial does and reports images/s per core.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -15,8 +16,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::data::augment::{Normalize, TrainTransform};
-use crate::data::image::decode_file;
+use crate::data::augment::{MixupCutmix, Normalize, TrainTransform};
+use crate::data::catalog::{Item, ItemKey};
+use crate::data::image::{ReadFailures, SplitReader, decode_file};
+use crate::data::loader::{SplitData, TrainLoader};
 use crate::model::config::VitShape;
 use crate::model::mae::MaeConfig;
 use crate::model::vit::VitConfig;
@@ -301,11 +304,15 @@ pub struct PipelineStats {
     pub train_per_core: f64,
     /// The same on all `threads` together.
     pub train_total: f64,
+    /// The trainer's loader: whole batches of `batch` (the transform on all cores (rayon's global pool), MAE's
+    /// mixup/cutmix, the batch buffer), one prepared ahead, as a fine-tune trial takes them.
+    pub batch: usize,
+    pub loader_total: f64,
 }
 
 /// The fine-tune input pipeline (timm's ImageNet training transform, MAE's settings) on image
 /// files: `rounds` passes over them, single-threaded and then on `threads` threads.
-pub fn pipeline(files: &[PathBuf], input_size: usize, rounds: usize, threads: usize) -> Result<PipelineStats, String> {
+pub fn pipeline(files: &[PathBuf], input_size: usize, rounds: usize, threads: usize, batch: usize) -> Result<PipelineStats, String> {
     if files.is_empty() {
         return Err("no image files to read".into());
     }
@@ -336,7 +343,27 @@ pub fn pipeline(files: &[PathBuf], input_size: usize, rounds: usize, threads: us
         (0..n).into_par_iter().map(one).collect::<Result<Vec<_>, _>>()
     })?;
     let train_total = n as f64 / t.elapsed().as_secs_f64();
-    Ok(PipelineStats { files: files.len(), threads: threads.max(1), input_size, decode_per_core, train_per_core, train_total })
+    let batch = batch.clamp(1, files.len());
+    let loader_total = loader_rate(files, transform.clone(), batch, rounds.max(1));
+    Ok(PipelineStats { files: files.len(), threads: threads.max(1), input_size, decode_per_core, train_per_core, train_total, batch, loader_total })
+}
+
+/// Images/s of `TrainLoader` over `files` (each file an item of class 0 of 1000) with MAE's
+/// mixup/cutmix (timm's `--mixup 0.8 --cutmix 1.0`, smoothing 0.1), for `rounds` epochs.
+fn loader_rate(files: &[PathBuf], transform: TrainTransform, batch: usize, rounds: usize) -> f64 {
+    let items = files.iter().map(|f| Item { key: ItemKey::Path(f.to_string_lossy().into_owned()), label: 0 }).collect();
+    // An absolute item path replaces the reader's folder when joined to it.
+    let data = SplitData { reader: SplitReader::Files { dir: PathBuf::new() }, items, channels: 3, failures: ReadFailures::default() };
+    let mix = MixupCutmix { mixup_alpha: 0.8, cutmix_alpha: 1.0, prob: 1.0, switch_prob: 0.5, label_smoothing: 0.1, num_classes: 1000 };
+    let loader = TrainLoader { data: Arc::new(data), transform: Arc::new(transform), mix: Some(Arc::new(mix)), batch, seed: 0 };
+    let t = Instant::now();
+    let mut n = 0;
+    for epoch in 0..rounds {
+        for b in loader.epoch(epoch as u64, 0).iter() {
+            n += std::hint::black_box(b).size;
+        }
+    }
+    n as f64 / t.elapsed().as_secs_f64()
 }
 
 #[cfg(test)]

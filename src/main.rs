@@ -171,6 +171,9 @@ enum BenchCommand {
         /// Default: all cores.
         #[arg(long)]
         threads: Option<usize>,
+        /// The batch size of the loader measurement.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
         #[arg(long)]
         json: bool,
     },
@@ -449,7 +452,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, json })
         }
         Command::Bench(BenchCommand::Fused { device, batch, json }) => app::bench::fused(&device, batch, json),
-        Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, json }) => app::bench::pipeline(&paths, input_size, rounds, threads, json),
+        Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, batch, json }) => {
+            app::bench::pipeline(&paths, input_size, rounds, threads, batch, json)
+        }
         Command::Inspect(InspectCommand::ParamGroups(a)) => app::inspect::param_groups(&app::inspect::ParamGroupsRequest {
             model: a.model,
             num_classes: a.num_classes,

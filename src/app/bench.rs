@@ -170,17 +170,18 @@ fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn pipeline(paths: &[PathBuf], input_size: usize, rounds: usize, threads: Option<usize>, json: bool) -> Result<(), Error> {
+pub fn pipeline(paths: &[PathBuf], input_size: usize, rounds: usize, threads: Option<usize>, batch: usize, json: bool) -> Result<(), Error> {
     let mut files = Vec::new();
     collect(paths, &mut files)?;
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let s = bench::pipeline(&files, input_size, rounds.max(1), threads).map_err(Error::Usage)?;
+    let s = bench::pipeline(&files, input_size, rounds.max(1), threads, batch).map_err(Error::Usage)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s).expect("serialises"));
     } else {
         println!(
-            "{} files x {} rounds, {} px: decode {:.0} img/s per core; decode + train transform {:.0} img/s per core, {:.0} img/s on {} threads",
-            s.files, rounds, s.input_size, s.decode_per_core, s.train_per_core, s.train_total, s.threads
+            "{} files x {} rounds, {} px: decode {:.0} img/s per core; decode + train transform {:.0} img/s per core, {:.0} img/s on {} threads; \
+             the trainer's loader (batches of {}, mixup/cutmix) {:.0} img/s",
+            s.files, rounds, s.input_size, s.decode_per_core, s.train_per_core, s.train_total, s.threads, s.batch, s.loader_total
         );
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! its label-smoothed soft targets.
 
 use rand::Rng;
+use rayon::prelude::*;
 
 use super::dist::beta;
 
@@ -39,7 +40,7 @@ impl MixupCutmix {
     }
 
     /// timm `_params_per_batch`: `(lam, use_cutmix)`, lam = 1 when the batch is left unmixed.
-    fn params<R: Rng + ?Sized>(&self, rng: &mut R) -> (f64, bool) {
+    pub(crate) fn params<R: Rng + ?Sized>(&self, rng: &mut R) -> (f64, bool) {
         let (mix, cut) = (self.mixup_alpha > 0.0, self.cutmix_alpha > 0.0);
         // timm asserts here; with nothing enabled there is simply nothing to mix.
         if !(mix || cut) || rng.random::<f64>() >= self.prob {
@@ -55,21 +56,35 @@ impl MixupCutmix {
     }
 }
 
-/// `x = lam * x + (1 - lam) * x.flip(0)`, in float32 as torch computes it.
-pub(crate) fn mixup(images: &mut [f32], batch: usize, lam: f64) {
+/// Image `i` of the batch and its partner `batch - 1 - i`, for every `i < batch / 2`, in
+/// parallel, and the middle image of an odd batch (its own partner).
+fn pairs_mut(images: &mut [f32], batch: usize, pair: impl Fn(&mut [f32], &mut [f32]) + Sync, middle: impl FnOnce(&mut [f32])) {
     if batch == 0 {
         return;
     }
     let n = images.len() / batch;
-    let (l, r) = (lam as f32, (1.0 - lam) as f32);
-    for i in 0..batch.div_ceil(2) {
-        let j = batch - 1 - i;
-        for k in 0..n {
-            let (xi, xj) = (images[i * n + k], images[j * n + k]);
-            images[i * n + k] = xi * l + xj * r;
-            images[j * n + k] = xj * l + xi * r;
-        }
+    let half = batch / 2;
+    let (left, rest) = images.split_at_mut(half * n);
+    let (mid, right) = rest.split_at_mut((batch - 2 * half) * n);
+    left.par_chunks_mut(n.max(1)).zip(right.par_chunks_mut(n.max(1)).rev()).for_each(|(a, b)| pair(a, b));
+    if !mid.is_empty() {
+        middle(mid);
     }
+}
+
+/// `x = lam * x + (1 - lam) * x.flip(0)`, in float32 as torch computes it.
+pub(crate) fn mixup(images: &mut [f32], batch: usize, lam: f64) {
+    let (l, r) = (lam as f32, (1.0 - lam) as f32);
+    pairs_mut(
+        images,
+        batch,
+        |a, b| {
+            for (xi, xj) in a.iter_mut().zip(b.iter_mut()) {
+                (*xi, *xj) = (*xi * l + *xj * r, *xj * l + *xi * r);
+            }
+        },
+        |m| m.iter_mut().for_each(|x| *x = *x * l + *x * r),
+    );
 }
 
 /// timm `rand_bbox`: a box of `int(H sqrt(1 - lam)) x int(W sqrt(1 - lam))` around a uniform
@@ -87,19 +102,20 @@ pub(crate) fn rand_bbox<R: Rng + ?Sized>(h: usize, w: usize, lam: f64, rng: &mut
 /// `1 - box / (H W)`.
 pub(crate) fn cutmix<R: Rng + ?Sized>(images: &mut [f32], batch: usize, c: usize, h: usize, w: usize, lam: f64, rng: &mut R) -> f64 {
     let (yl, yh, xl, xh) = rand_bbox(h, w, lam, rng);
-    let n = c * h * w;
     // Image i takes its partner's box and the partner takes i's: a swap, so no copy is needed.
-    for i in 0..batch / 2 {
-        let j = batch - 1 - i;
-        for ch in 0..c {
-            for y in yl..yh {
-                for x in xl..xh {
-                    let off = (ch * h + y) * w + x;
-                    images.swap(i * n + off, j * n + off);
+    pairs_mut(
+        images,
+        batch,
+        |a, b| {
+            for ch in 0..c {
+                for y in yl..yh {
+                    let row = (ch * h + y) * w;
+                    a[row + xl..row + xh].swap_with_slice(&mut b[row + xl..row + xh]);
                 }
             }
-        }
-    }
+        },
+        |_| {},
+    );
     1.0 - ((yh - yl) * (xh - xl)) as f64 / (h * w) as f64
 }
 

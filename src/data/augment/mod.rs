@@ -8,7 +8,7 @@
 
 mod dist;
 mod erasing;
-mod mixup;
+pub(crate) mod mixup;
 mod randaug;
 mod resize;
 
