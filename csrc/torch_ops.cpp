@@ -1,5 +1,6 @@
 // PyTorch operations the LibTorch backend needs and tch does not bind: the vector-Jacobian
-// product of a recorded graph with given output gradients, and the fused AdamW update.
+// product of a recorded graph with given output gradients, the fused AdamW update, and a host
+// to GPU copy through page-locked memory that does not wait for the GPU.
 // Tensors cross as tch's handles (`torch::Tensor *`); an exception comes back as a malloc'd
 // message (null on success) that the caller frees.
 
@@ -62,6 +63,25 @@ char *maestro_fused_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **
         std::vector<at::Tensor> steps(n, *step);
         at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n), {}, steps, lr,
                           beta1, beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+        return nullptr;
+    } catch (const std::exception &e) {
+        return message(e.what());
+    } catch (...) {
+        return message("unknown C++ exception");
+    }
+}
+
+// `numel(shape)` floats from `data` to CUDA device `device_index`, as a DataLoader with
+// pin_memory and `.to(device, non_blocking=True)` does: copied into a page-locked buffer of
+// PyTorch's caching host allocator, then queued on the device's current stream. The host does
+// not wait for the GPU; the allocator keeps the buffer until the copy has run.
+char *maestro_upload_pinned(const float *data, const int64_t *shape, int dim, int device_index, at::Tensor **result) {
+    try {
+        at::Tensor host = at::empty(at::IntArrayRef(shape, dim), at::TensorOptions().dtype(at::kFloat).pinned_memory(true));
+        std::memcpy(host.data_ptr<float>(), data, host.numel() * sizeof(float));
+        at::Tensor on_device = host.to(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)), at::kFloat,
+                                       /*non_blocking=*/true, /*copy=*/false);
+        *result = new at::Tensor(std::move(on_device));
         return nullptr;
     } catch (const std::exception &e) {
         return message(e.what());

@@ -1,6 +1,6 @@
 //! PyTorch operations that tch does not bind, from `csrc/torch_ops.cpp` (compiled by build.rs
 //! with the `tch` feature): the vector-Jacobian product of a recorded graph with given output
-//! gradients, and PyTorch's fused AdamW update.
+//! gradients, PyTorch's fused AdamW update, and the page-locked, non-blocking host-to-GPU copy.
 
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -28,6 +28,8 @@ unsafe extern "C" {
         weight_decay: f64,
         eps: f64,
     ) -> *mut libc::c_char;
+
+    fn maestro_upload_pinned(data: *const f32, shape: *const i64, dim: i32, device_index: i32, result: *mut *mut C_tensor) -> *mut libc::c_char;
 }
 
 fn handles(ts: &[&Tensor]) -> Vec<*mut C_tensor> {
@@ -76,4 +78,16 @@ pub fn fused_adamw(param: &Tensor, grad: &Tensor, exp_avg: &Tensor, exp_avg_sq: 
         maestro_fused_adamw(&p, &g, &m, &v, 1, step.as_ptr() as *mut C_tensor, s.lr, s.beta_1, s.beta_2, s.weight_decay, s.epsilon)
     };
     check(error, "PyTorch's fused AdamW");
+}
+
+/// `data` (row-major, `shape`) on CUDA device `device_index`: copied into page-locked memory and
+/// queued to the device without the host waiting for it (DataLoader's `pin_memory` with
+/// `non_blocking=True`). burn-tch's own `from_data` copies from pageable memory and waits.
+pub fn upload_pinned(data: &[f32], shape: &[usize], device_index: usize) -> Tensor {
+    assert_eq!(data.len(), shape.iter().product::<usize>(), "the data must fill the shape");
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let mut result = std::ptr::null_mut::<C_tensor>();
+    let error = unsafe { maestro_upload_pinned(data.as_ptr(), dims.as_ptr(), dims.len() as i32, device_index as i32, &mut result) };
+    check(error, "the copy to the GPU");
+    unsafe { Tensor::from_ptr(result) }
 }

@@ -129,7 +129,7 @@ fn absorb(read: Vec<(usize, Vec<f64>)>, sum: &mut f64, n: &mut usize) -> Option<
 
 /// The batch's images as a tensor; takes the buffer rather than copying it.
 fn to_images(b: &mut Batch, device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(std::mem::take(&mut b.images), [b.size, b.channels, b.height, b.width]), device)
+    super::upload::images(std::mem::take(&mut b.images), [b.size, b.channels, b.height, b.width], device)
 }
 
 struct Eval {

@@ -8,3 +8,4 @@ pub mod losses;
 pub mod pretrain;
 pub mod schedule;
 pub mod spec;
+pub mod upload;

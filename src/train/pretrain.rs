@@ -247,7 +247,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             if b.size == 0 {
                 continue;
             }
-            let x = Tensor::<4>::from_data(TensorData::new(b.images, [b.size, b.channels, b.height, b.width]), &ad);
+            let x = super::upload::images(b.images, [b.size, b.channels, b.height, b.width], &ad);
             let noise = Tensor::<2>::random([b.size, l], Distribution::Uniform(0.0, 1.0), &ad);
             let labels = r.supmae.then(|| Tensor::<1, Int>::from_data(TensorData::new(b.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b.size]), &ad));
             let out = model.forward(x, noise, r.mask_ratio, labels);
