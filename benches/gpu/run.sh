@@ -13,15 +13,17 @@
 # the card's peak memory over the part (nvidia-smi, minus the idle reading), the same outside
 # reading for maestro and PyTorch.
 #
-# PARTS picks what runs (default: check steps batch breakdown compile, about 500 s; add pipeline
+# PARTS picks what runs (default: check steps batch breakdown train trial compile study; add pipeline
 # and cubecl for the input pipeline and burn's own CUDA backend). `check` compares the fused
 # attention and LayerNorm with burn's composition on the card (values and gradients), and
 # maestro's AdamW (PyTorch's fused kernel) with burn's over five steps; `steps`
 # times each maestro step fused and, for bf16, --unfused too; `breakdown` times forward +
-# backward and the AdamW update alone on both sides, to see where a step goes; `compile` times
-# timm under torch.compile.
+# backward and the AdamW update alone on both sides, to see where a step goes; `train` trains on
+# Fashion-MNIST (FMNIST=folder) in bf16 and f32 on the card; `trial` fine-tunes ViT-B/16 on JPEG
+# files as a study's trial does; `compile` times timm under
+# torch.compile; `study` runs the demo study end to end on the card.
 set -u
-PARTS=" ${PARTS:-check steps batch breakdown compile} "
+PARTS=" ${PARTS:-check steps batch breakdown train trial compile study} "
 BIN=${1:?usage: run.sh MAESTRO_BINARY[.xz] [MAE_CHECKOUT]}
 if [[ "$BIN" == *.xz ]]; then # scripts/build-cuda's compressed copy (it fits the 64 MiB carry)
     xz -d -c "$BIN" >/tmp/maestro-cuda && chmod +x /tmp/maestro-cuda && BIN=/tmp/maestro-cuda
@@ -133,12 +135,72 @@ if part breakdown; then
         --precision bf16 --only finetune --json
 fi
 
+# --- Real training on the card: Fashion-MNIST, the demo study's model, bf16 against f32 --------
+# The same seeded fine-tune (10 epochs of the 10% proxy, from scratch) and MAE pre-training (the
+# demo's efficient setup, 2 epochs) in both precisions: loss per epoch and accuracy, data loaded
+# and augmented by the trainer as in a study. FMNIST: a Fashion-MNIST folder (the four .gz files).
+FM=$(readlink -f "${FMNIST:-/usr/share/datasets/fashion-mnist}")
+TRAIN_DEVICE=${TRAIN_DEVICE:-libtorch-cuda:0}
+study_variant() { # precision devices -> a copy of the demo study that reads $FM, on these devices
+    local f=/tmp/maestro-demo-$1.yaml
+    sed -e "s#^dataset: { kind: fashion-mnist }#dataset: { kind: fashion-mnist, root: $FM }#" \
+        -e "s#pretrain: { epochs: 3,#pretrain: { precision: $1, epochs: 3,#" \
+        -e "s#^execution: { devices: \[cpu, cpu\] }#execution: { devices: [$2] }#" studies/demo.yaml >"$f"
+    grep -q "root: $FM" "$f" && grep -q "precision: $1" "$f" && grep -q "devices: \[$2\]" "$f" \
+        || { log "studies/demo.yaml no longer has the lines run.sh rewrites"; return 1; }
+    echo "$f"
+}
+if part train; then
+    for p in bf16 f32; do
+        S=$(study_variant $p "$TRAIN_DEVICE") || break
+        run 60 "maestro-fmnist-finetune-$p" "$BIN" finetune --study "$S" --manifest proxies/fmnist-10pct.manifest \
+            --set finetune.precision=$p --set finetune.epochs=10 --set finetune.warmup_epochs=1 --device "$TRAIN_DEVICE" \
+            --seed 0 --out "$OUTDIR/fmnist-finetune-$p"
+        run 60 "maestro-fmnist-pretrain-$p" "$BIN" pretrain --study "$S" --setup efficient --epochs 2 --device "$TRAIN_DEVICE" \
+            --seed 0 --out "$OUTDIR/fmnist-pretrain-$p"
+    done
+    rm -rf "$OUTDIR"/fmnist-*/*.safetensors "$OUTDIR"/fmnist-*/checkpoint
+fi
+
+# --- A real ViT-B/16 trial on JPEG files: the input pipeline on all cores + upload + step ------
+# MAE's fine-tune recipe (RandAugment, mixup/cutmix, erasing), batch 128, bf16: the images/s of a
+# trial as a study runs it, against `bench step` above (fixed batch already on the card).
+if part trial; then
+    J=/tmp/maestro-jpeg-folder
+    $PY benches/torch_reference.py make-jpegs "$J/src" --count 256 >/dev/null 2>&1
+    for c in a b c d; do for k in 1 2 3; do mkdir -p "$J/train/$c" && cp -al "$J/src" "$J/train/$c/r$k"; done; done
+    for c in a b; do mkdir -p "$J/val/$c" && cp -al "$J/src" "$J/val/$c/r1"; done
+    run 40 maestro-pipeline-all-threads "$BIN" bench pipeline "$J/src" --batch 128 --json
+    run 30 maestro-libtorch-finetune-bf16-step "$BIN" bench step --device libtorch-cuda:0 --batch 128 --steps 10 --warmup 3 \
+        --precision bf16 --only finetune --json
+    # MAESTRO_PAGEABLE_UPLOAD=1: burn's own upload (pageable memory, waits for the GPU), to compare.
+    for upload in pinned pageable; do
+        run 90 "maestro-jpeg-trial-vitb-bf16-$upload" env MAESTRO_PAGEABLE_UPLOAD=$([ $upload = pageable ] && echo 1 || echo 0) \
+            "$BIN" finetune --dataset "$J" --model vit_base_patch16 --set finetune.batch_size=128 --set finetune.epochs=3 \
+            --set finetune.warmup_epochs=0 --device libtorch-cuda:0 --seed 0 --out "/tmp/maestro-jpeg-trial-$upload"
+        cp "/tmp/maestro-jpeg-trial-$upload/result.json" "$OUTDIR/jpeg-trial-$upload-result.json" 2>/dev/null
+    done
+fi
+
 # --- timm under torch.compile (bf16): its cold start is long, so it comes late ---------------
 part compile && run 150 torch-bf16-compile $PY benches/torch_reference.py step --device cuda --batch 128 --variants bf16-compile
 
+# --- The demo study end to end on the card: 4 trials at a time, precision auto (bf16) ---------
+if part study; then
+    devs="$TRAIN_DEVICE, $TRAIN_DEVICE, $TRAIN_DEVICE, $TRAIN_DEVICE"
+    S=$(study_variant auto "$devs") && run 240 maestro-demo-study "$BIN" run "$S" --run-dir /tmp/maestro-demo-run \
+        --report-dir "$OUTDIR/demo-study" --quiet
+    [ -f /tmp/maestro-demo-run/journal.jsonl ] && cp /tmp/maestro-demo-run/journal.jsonl "$OUTDIR/demo-study/" 2>/dev/null
+fi
+
 # --- 5. burn's own CUDA backend (cubecl): cold start, autotune, then the ViT-B step -----------
 # The autotune and compile logs and the autotune database go to $OUT, so a later call can start warm.
-part cubecl || { log "log: $LOG ($((SECONDS - START)) s)"; exit 0; }
+# The device tool returns a handful of files: the runs' folders travel as one archive.
+pack() {
+    local dirs=$(cd "$OUTDIR" && ls -d fmnist-* demo-study jpeg-trial-* 2>/dev/null)
+    [ -n "$dirs" ] && tar -C "$OUTDIR" -czf "$OUTDIR/runs-$STAMP.tar.gz" $dirs && (cd "$OUTDIR" && rm -rf $dirs)
+}
+part cubecl || { pack; log "log: $LOG ($((SECONDS - START)) s)"; exit 0; }
 CUBE=/tmp/maestro-cubecl && mkdir -p "$CUBE"
 cat >"$CUBE/cubecl.toml" <<EOF
 [autotune]
@@ -162,4 +224,5 @@ log "cubecl kernels compiled in all: $(grep -c . "$OUTDIR/cubecl-compile.log" 2>
 cd - >/dev/null || true
 [ -d "$OUTDIR/cubecl-env" ] && tar -C "$OUTDIR" -cJf "$OUTDIR/cubecl-env.tar.xz" cubecl-env && rm -rf "$OUTDIR/cubecl-env"
 for f in "$OUTDIR"/cubecl-*.log; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 4000000 ] && xz -f "$f"; done
+pack
 log "log: $LOG ($(((SECONDS - START))) s)"
