@@ -11,7 +11,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use super::config::VitShape;
 use super::pos_embed::sincos_2d;
-use super::vit::{Block, PatchEmbed, block, layer_norm, linear_xavier, norm, patch_embed};
+use super::vit::{Block, PatchEmbed, block, layer_norm, linear_tokens, linear_xavier, norm, patch_embed};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaeConfig {
@@ -179,7 +179,7 @@ impl MaskedAutoencoder {
     /// # Shapes
     /// latent [N, 1 + keep, D], ids_restore [N, L] -> pred [N, L, p*p*C]
     pub fn forward_decoder(&self, latent: Tensor<3>, ids_restore: Tensor<2, Int>) -> Tensor<3> {
-        let x = self.decoder_embed.forward(latent);
+        let x = linear_tokens(&self.decoder_embed, latent, false);
         let [n, t, dd] = x.dims();
         let l = ids_restore.dims()[1];
         let mask_tokens = self.mask_token.val().expand([n, l + 1 - t, dd]);
@@ -189,7 +189,7 @@ impl MaskedAutoencoder {
         for blk in &self.decoder_blocks {
             x = blk.forward(x);
         }
-        let x = self.decoder_pred.forward(norm(&self.decoder_norm, x));
+        let x = linear_tokens(&self.decoder_pred, norm(&self.decoder_norm, x), false);
         let [_, _, o] = x.dims();
         x.slice([0..n, 1..l + 1, 0..o])
     }

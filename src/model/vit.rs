@@ -127,6 +127,18 @@ fn linear_bf16<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
     burn::tensor::module::linear(x.cast(bf), l.weight.val().cast(bf), l.bias.as_ref().map(|b| b.val().cast(bf)))
 }
 
+/// A Linear on `[batch, tokens, dim]` as one `[batch * tokens, dim]` product, as PyTorch's
+/// `F.linear` folds it. burn's `linear` keeps the batched form when the token count is not a
+/// multiple of 32 (a tiling rule for its own kernels), which on LibTorch runs `batch` small
+/// GEMMs of 197 rows each instead of one large one.
+pub(crate) fn linear_tokens(l: &Linear, x: Tensor<3>, bf16: bool) -> Tensor<3> {
+    let [b, n, c] = x.dims();
+    let x = x.reshape([b * n, c]);
+    let y = if bf16 { linear_bf16(l, x) } else { l.forward(x) };
+    let out = y.dims()[1];
+    y.reshape([b, n, out])
+}
+
 /// The patch projection, initialised like a Linear on its [D, C*p*p] view (xavier uniform).
 pub(crate) fn patch_embed(in_chans: usize, d: usize, p: usize, device: &Device) -> PatchEmbed {
     let fan = (in_chans * p * p + d) as f64;
@@ -191,7 +203,7 @@ impl Attention {
     fn forward_in(&self, x: Tensor<3>, bf16: bool) -> Tensor<3> {
         let [b, n, c] = x.dims();
         let h = self.num_heads;
-        let lin = |l: &Linear, x: Tensor<3>| if bf16 { linear_bf16(l, x) } else { l.forward(x) };
+        let lin = |l: &Linear, x: Tensor<3>| linear_tokens(l, x, bf16);
         let qkv = lin(&self.qkv, x).reshape([b, n, 3, h, c / h]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, dh]
         let q: Tensor<4> = qkv.clone().slice([0..1]).squeeze_dim(0);
         let k: Tensor<4> = qkv.clone().slice([1..2]).squeeze_dim(0);
@@ -207,12 +219,13 @@ impl Block {
             let f32 = FloatDType::F32;
             let a = self.attn.forward_in(norm(&self.norm1, x.clone()), true).cast(f32);
             let x = x + self.drop_path.forward(a);
-            let hidden = self.mlp.act.forward(linear_bf16(&self.mlp.fc1, norm(&self.norm2, x.clone())));
-            let y = linear_bf16(&self.mlp.fc2, hidden).cast(f32);
+            let hidden = self.mlp.act.forward(linear_tokens(&self.mlp.fc1, norm(&self.norm2, x.clone()), true));
+            let y = linear_tokens(&self.mlp.fc2, hidden, true).cast(f32);
             return x + self.drop_path.forward(y);
         }
         let x = x.clone() + self.drop_path.forward(self.attn.forward(norm(&self.norm1, x)));
-        let y = self.mlp.fc2.forward(self.mlp.act.forward(self.mlp.fc1.forward(norm(&self.norm2, x.clone()))));
+        let hidden = self.mlp.act.forward(linear_tokens(&self.mlp.fc1, norm(&self.norm2, x.clone()), false));
+        let y = linear_tokens(&self.mlp.fc2, hidden, false);
         x + self.drop_path.forward(y)
     }
 }
