@@ -13,7 +13,8 @@
 # the card's peak memory over the part (nvidia-smi, minus the idle reading), the same outside
 # reading for maestro and PyTorch.
 #
-# PARTS picks what runs (default: check steps batch breakdown train trial compile study; add pipeline
+# PARTS picks what runs (default: check steps batch breakdown train trial compile study, 362 s on
+# an H200; the limits below are ceilings, and BUDGET_S cuts the last ones first; add pipeline
 # and cubecl for the input pipeline and burn's own CUDA backend). `check` compares the fused
 # attention and LayerNorm with burn's composition on the card (values and gradients), and
 # maestro's AdamW (PyTorch's fused kernel) with burn's over five steps; `steps`
@@ -139,10 +140,11 @@ fi
 # The same seeded fine-tune (10 epochs of the 10% proxy, from scratch) and MAE pre-training (the
 # demo's efficient setup, 2 epochs) in both precisions: loss per epoch and accuracy, data loaded
 # and augmented by the trainer as in a study. FMNIST: a Fashion-MNIST folder (the four .gz files).
-FM=$(readlink -f "${FMNIST:-/usr/share/datasets/fashion-mnist}")
+FM=$(readlink -f "${FMNIST:-/usr/share/datasets/fashion-mnist}") # a plain path: it goes into sed and YAML
 TRAIN_DEVICE=${TRAIN_DEVICE:-libtorch-cuda:0}
 study_variant() { # precision devices -> a copy of the demo study that reads $FM, on these devices
     local f=/tmp/maestro-demo-$1.yaml
+    [ -n "$FM" ] && [ -d "$FM" ] || { log "no Fashion-MNIST folder at '${FMNIST:-/usr/share/datasets/fashion-mnist}' (set FMNIST)"; return 1; }
     sed -e "s#^dataset: { kind: fashion-mnist }#dataset: { kind: fashion-mnist, root: $FM }#" \
         -e "s#pretrain: { epochs: 3,#pretrain: { precision: $1, epochs: 3,#" \
         -e "s#^execution: { devices: \[cpu, cpu\] }#execution: { devices: [$2] }#" studies/demo.yaml >"$f"
@@ -151,6 +153,7 @@ study_variant() { # precision devices -> a copy of the demo study that reads $FM
     echo "$f"
 }
 if part train; then
+    rm -rf "$OUTDIR"/fmnist-* # a second call on a warm machine must not resume the first's runs
     for p in bf16 f32; do
         S=$(study_variant $p "$TRAIN_DEVICE") || break
         run 60 "maestro-fmnist-finetune-$p" "$BIN" finetune --study "$S" --manifest proxies/fmnist-10pct.manifest \
@@ -167,6 +170,7 @@ fi
 # trial as a study runs it, against `bench step` above (fixed batch already on the card).
 if part trial; then
     J=/tmp/maestro-jpeg-folder
+    rm -rf "$J" /tmp/maestro-jpeg-trial-* # /tmp outlives a call on a warm machine: no resumed runs
     $PY benches/torch_reference.py make-jpegs "$J/src" --count 256 >/dev/null 2>&1
     for c in a b c d; do for k in 1 2 3; do mkdir -p "$J/train/$c" && cp -al "$J/src" "$J/train/$c/r$k"; done; done
     for c in a b; do mkdir -p "$J/val/$c" && cp -al "$J/src" "$J/val/$c/r1"; done
@@ -188,6 +192,7 @@ part compile && run 150 torch-bf16-compile $PY benches/torch_reference.py step -
 # --- The demo study end to end on the card: 4 trials at a time, precision auto (bf16) ---------
 if part study; then
     devs="$TRAIN_DEVICE, $TRAIN_DEVICE, $TRAIN_DEVICE, $TRAIN_DEVICE"
+    rm -rf /tmp/maestro-demo-run
     S=$(study_variant auto "$devs") && run 240 maestro-demo-study "$BIN" run "$S" --run-dir /tmp/maestro-demo-run \
         --report-dir "$OUTDIR/demo-study" --quiet
     [ -f /tmp/maestro-demo-run/journal.jsonl ] && cp /tmp/maestro-demo-run/journal.jsonl "$OUTDIR/demo-study/" 2>/dev/null

@@ -157,25 +157,30 @@ impl Manifest {
         std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
     }
 
-    /// Read a manifest and check its hash and counts.
     /// Where to read this proxy's images: the manifest says which images were drawn, the
     /// study's `current` dataset where that dataset sits now (the root is not part of the
-    /// manifest's hash, so a manifest moves with its data). Err when `current` is another kind
-    /// of dataset or an ImageFolder with other split folders.
+    /// manifest's hash, so a manifest moves with its data). When `current`'s folder does not
+    /// exist but the one the manifest was built from does (`--dataset fashion-mnist`, which
+    /// means the default folder, with a manifest built elsewhere), the recorded folder. Err
+    /// when `current` is another kind of dataset or an ImageFolder with other split folders.
     pub fn source_at(&self, current: &Source) -> Result<Source, String> {
-        match (&self.source, current) {
-            (Source::FashionMnist { .. }, Source::FashionMnist { root }) => Ok(Source::FashionMnist { root: root.clone() }),
+        let moved = match (&self.source, current) {
+            (Source::FashionMnist { .. }, Source::FashionMnist { root }) => Source::FashionMnist { root: root.clone() },
             (Source::Imagefolder { train, val, .. }, Source::Imagefolder { root, train: t, val: v }) if train == t && val == v => {
-                Ok(Source::Imagefolder { root: root.clone(), train: train.clone(), val: val.clone() })
+                Source::Imagefolder { root: root.clone(), train: train.clone(), val: val.clone() }
             }
-            (mine, _) => Err(format!(
-                "the manifest is of another dataset ({}) than the study's ({})",
-                mine.describe(),
-                current.describe()
-            )),
-        }
+            (mine, _) => {
+                return Err(format!(
+                    "the manifest is of another dataset ({}) than the study's ({})",
+                    mine.describe(),
+                    current.describe()
+                ));
+            }
+        };
+        Ok(if !moved.root().is_dir() && self.source.root().is_dir() { self.source.clone() } else { moved })
     }
 
+    /// Read a manifest and check its hash and counts.
     pub fn read(path: &Path) -> Result<Self, DataError> {
         let bad = |reason: String| DataError::BadManifest { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
@@ -264,6 +269,13 @@ mod tests {
         assert!(e.contains("another dataset") && e.contains("training"), "{e}");
         let e = m.source_at(&Source::fashion_mnist()).unwrap_err();
         assert!(e.contains("ImageFolder /data/x") && e.contains("Fashion-MNIST"), "{e}");
+        // The study's folder is missing but the recorded one is there: the recorded one.
+        let d = tempfile::tempdir().unwrap();
+        let mut built_here = sample();
+        built_here.source = Source::Imagefolder { root: d.path().into(), train: "train".into(), val: "val".into() };
+        assert_eq!(built_here.source_at(&moved).unwrap(), built_here.source);
+        let present = Source::Imagefolder { root: d.path().join("."), train: "train".into(), val: "val".into() };
+        assert_eq!(built_here.source_at(&present).unwrap(), present);
     }
 
     #[test]
