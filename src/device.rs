@@ -247,6 +247,13 @@ pub fn doctor_report() -> Vec<(String, String)> {
     rows
 }
 
+/// Whether `device` (autodiff or not) is burn's LibTorch backend, where maestro's PyTorch
+/// extensions (fused AdamW, page-locked uploads) take over from burn's own operations.
+#[cfg(feature = "tch")]
+pub fn is_libtorch(device: &burn::tensor::Device) -> bool {
+    matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::LibTorch(_))
+}
+
 /// The device the model tests (unit and integration) run on: burn's CPU backend, or the one
 /// `MAESTRO_TEST_DEVICE` names (`libtorch-cpu`, `libtorch-cuda:0`, `cuda:0`) in a build that has
 /// it, to check another backend computes and trains the same way.

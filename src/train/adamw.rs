@@ -54,7 +54,7 @@ impl Optimizer for AdamW {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         #[cfg(feature = "tch")]
-        if crate::model::fused::enabled() && torch::runs_on(&tensor) {
+        if crate::model::fused::enabled() && crate::device::is_libtorch(&tensor.device()) {
             return torch::step(self, lr, tensor, grad, state);
         }
         self.burn.step(lr, tensor, grad, state)
@@ -117,13 +117,9 @@ pub fn compare(device: &Device) -> Agreement {
 mod torch {
     use burn::backend::libtorch::TchTensor;
     use burn::backend::tensor::FloatTensor;
-    use burn::backend::{Backend, Dispatch, DispatchDevice, LibTorch, backend_extension};
+    use burn::backend::{Backend, Dispatch, LibTorch, backend_extension};
     use burn::optim::{AdamWState, AdaptiveMomentumState};
     use burn::tensor::Tensor;
-
-    pub(super) fn runs_on<const D: usize>(t: &Tensor<D>) -> bool {
-        matches!(t.device().inner().as_dispatch(), DispatchDevice::LibTorch(_))
-    }
 
     /// One AdamW update of a tensor and its moments, as PyTorch operations.
     #[backend_extension(LibTorch)]

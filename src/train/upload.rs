@@ -31,7 +31,7 @@ mod torch {
 
     use burn::backend::libtorch::TchTensor;
     use burn::backend::tensor::FloatTensor;
-    use burn::backend::{Backend, Dispatch, DispatchDevice, LibTorch, backend_extension};
+    use burn::backend::{Backend, Dispatch, LibTorch, backend_extension};
     use burn::tensor::{Device, Tensor};
 
     /// A host-to-device copy; `like` only names the device (an extension routes by a tensor).
@@ -55,11 +55,10 @@ mod torch {
     /// Through the extension on any LibTorch device (on the CPU it is `from_data`'s copy, so the
     /// CPU tests run this path); `data` back for other backends or with `MAESTRO_PAGEABLE_UPLOAD`.
     pub(super) fn upload(data: Vec<f32>, shape: [usize; 4], device: &Device) -> Result<Tensor<4>, Vec<f32>> {
-        let inner = device.clone().inner();
-        if !super::pinned_enabled() || !matches!(inner.as_dispatch(), DispatchDevice::LibTorch(_)) {
+        if !super::pinned_enabled() || !crate::device::is_libtorch(device) {
             return Err(data);
         }
-        let like = Tensor::<1>::empty([1], &inner);
+        let like = Tensor::<1>::empty([1], &device.clone().inner());
         let out = <Dispatch as TorchUpload>::upload_pinned(like.into_dispatch(), Arc::new(data), shape.to_vec());
         let t = Tensor::<4>::from_dispatch(out);
         Ok(if device.is_autodiff() { Tensor::from_inner(t) } else { t })
