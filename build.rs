@@ -27,6 +27,9 @@ fn main() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // libtorch is a release build: its headers' debug-only checks rely on state that only
+        // a debug build of libtorch keeps (RecordFunction::inputs() asserts on it).
+        .define("NDEBUG", None)
         .file("csrc/torch_ops.cpp")
         .compile("maestro_torch_ops");
 }

@@ -10,10 +10,17 @@ so maestro's numbers can be given as ratios.
       and peak memory (the caching allocator's allocated and reserved). --variants picks some
       (one process each keeps an outside memory reading per variant). --phase forward|backward|
       optimizer times only the inference forward (loss read back), forward + backward, or the
-      AdamW update on random gradients, as maestro bench --phase.
+      AdamW update on random gradients, as maestro bench --phase. --ops adds, per measurement, a
+      census of the kernels one more step runs (as maestro bench step --ops: the rule is
+      NOT_KERNELS and census() below, mirrored from csrc/torch_ops.cpp); on the CPU it also
+      measures bf16 autocast, for that census, as it does when --variants names it.
   python benches/torch_reference.py pipeline FILES_OR_DIRS... [--input-size 224] [--rounds 3]
       PIL decode + MAE's training transform (timm create_transform: RandomResizedCrop bicubic,
       flip, rand-m9-mstd0.5-inc1, erasing 0.25, normalise) on one core, per image.
+  python benches/torch_reference.py census-diff MAESTRO_JSON TORCH_JSONL
+      Side by side, per kernel, the censuses of `maestro bench step --ops --json` and of this
+      script's `step --ops`, each maestro step paired with the PyTorch one of the same kind
+      (fine-tune or pre-training) and precision.
   python benches/torch_reference.py make-jpegs OUT_DIR [--count 200]
       ImageNet-like JPEG files (500x375 and 375x500, quality 90) for the pipeline benchmarks.
 
@@ -71,6 +78,54 @@ def pipeline(args):
     print(json.dumps({"what": "pipeline, PIL + timm create_transform (MAE's)", "files": len(files), "rounds": args.rounds,
                       "input_size": args.input_size, "decode_per_core": decode, "train_per_core": full,
                       "transform_errors": errors}))
+
+
+# Operations that launch no kernel of their own: views, allocations, and composites whose work
+# shows in the operations they run. The same list as csrc/torch_ops.cpp's not_kernels().
+NOT_KERNELS = {
+    "aten::as_strided", "aten::view", "aten::_reshape_alias", "aten::reshape", "aten::flatten",
+    "aten::unflatten", "aten::expand", "aten::expand_as", "aten::permute", "aten::transpose",
+    "aten::t", "aten::slice", "aten::select", "aten::squeeze", "aten::unsqueeze", "aten::alias",
+    "aten::detach", "aten::detach_", "aten::empty", "aten::empty_strided", "aten::empty_like",
+    "aten::resolve_conj", "aten::resolve_neg", "aten::_unsafe_view", "aten::lift_fresh",
+    "aten::contiguous", "aten::unbind", "aten::split", "aten::split_with_sizes", "aten::chunk",
+    "aten::narrow", "aten::view_as", "aten::movedim", "aten::swapaxes", "aten::to",
+    "aten::requires_grad_", "aten::result_type", "aten::_has_compatible_shallow_copy_type",
+    "aten::is_same_size", "aten::set_", "aten::resize_", "aten::pin_memory", "aten::_pin_memory",
+    "aten::is_pinned", "aten::numpy_T", "aten::matrix_H", "aten::mT", "aten::_unsafe_split",
+        "aten::new_empty", "aten::new_empty_strided", "aten::broadcast_to", "aten::as_strided_", "aten::dropout"}
+
+
+# Matrix products, kernels even where they run another (the CPU's addmm copies its bias first).
+PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::_addmm_activation",
+            "aten::mv", "aten::addmv"}
+
+
+def census(run):
+    """The kernels `run()` makes PyTorch run: `aten::` operations outside NOT_KERNELS none of whose
+    descendants is outside it, and the PRODUCTS, with how often each ran and the elements of its
+    tensor inputs (0-d tensors and tensor lists count none), sorted by name."""
+    from torch.autograd.profiler import profile
+    with profile(record_shapes=True) as prof:
+        run()
+
+    def runs_kernels(e):
+        return any(c.name not in NOT_KERNELS or runs_kernels(c) for c in e.cpu_children)
+    out = {}
+    for e in prof.function_events:
+        if not e.name.startswith("aten::") or e.name in NOT_KERNELS or (runs_kernels(e) and e.name not in PRODUCTS):
+            continue
+        elements = 0
+        for shape in e.input_shapes or []:
+            if isinstance(shape, list) and shape and all(isinstance(d, int) for d in shape):
+                n = 1
+                for d in shape:
+                    n *= d
+                elements += n
+        k = out.setdefault(e.name, {"name": e.name, "count": 0, "input_elements": 0})
+        k["count"] += 1
+        k["input_elements"] += elements
+    return [out[n] for n in sorted(out)]
 
 
 PHASES = {"forward": "forward", "backward": "forward + backward", "step": "step", "optimizer": "AdamW update"}
@@ -131,18 +186,35 @@ def time_steps(step, steps, warmup, device, prepare=None):
     return (first or times[0], times), peak
 
 
-def report(what, batch, timed, peak):
+def report(what, batch, timed, peak, kernels=None):
     first, times = timed
-    print(json.dumps({"what": what, "batch": batch, "steps": len(times), "images_per_s": batch * len(times) / sum(times),
-                      "step_ms": 1e3 * times[len(times) // 2], "first_step_s": first,
-                      "peak_mem_gib": peak}), flush=True)
+    out = {"what": what, "batch": batch, "steps": len(times), "images_per_s": batch * len(times) / sum(times),
+           "step_ms": 1e3 * times[len(times) // 2], "first_step_s": first, "peak_mem_gib": peak}
+    if kernels is not None:
+        out["kernels"] = kernels
+    print(json.dumps(out), flush=True)
+
+
+def census_of(args, step, device, prepare=None):
+    """With --ops, the census of one more step (after the timed ones)."""
+    import torch
+    if not args.ops:
+        return None
+    if prepare is not None:
+        prepare()
+
+    def run():
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return census(run)
 
 
 def step(args):
     import torch
     import timm
     dev = args.device
-    modes = [("bf16 autocast", torch.bfloat16), ("f32", None)] if dev == "cuda" else [("f32", None)]
+    modes = [("bf16 autocast", torch.bfloat16), ("f32", None)] if dev == "cuda" or args.ops or args.variants else [("f32", None)]
     short = {"bf16 autocast": "bf16", "f32": "f32"}
     wanted = set(args.variants.split(",")) if args.variants else None
 
@@ -170,9 +242,11 @@ def step(args):
                 finish(args.phase, loss, opt)
             if args.phase == "optimizer":
                 times, peak = time_steps(opt.step, args.steps, args.warmup, dev, random_grads(model))
+                kernels = census_of(args, opt.step, dev, random_grads(model))
             else:
                 times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
-            report(f"timm {args.model}_224 at {args.image_size} px fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak)
+                kernels = census_of(args, one, dev)
+            report(f"timm {args.model}_224 at {args.image_size} px fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak, kernels)
             del model, opt, fwd
     if args.mae_repo and any(want("mae-" + short[n]) for n, _ in modes):
         sys.path.insert(0, args.mae_repo)
@@ -203,10 +277,47 @@ def step(args):
                 finish(args.phase, loss, opt)
             if args.phase == "optimizer":
                 times, peak = time_steps(opt.step, args.steps, args.warmup, dev, random_grads(model))
+                kernels = census_of(args, opt.step, dev, random_grads(model))
             else:
                 times, peak = time_steps(one, args.steps, args.warmup, dev)
-            report(f"official MAE pre-training {PHASES[args.phase]}, mask 0.9, decoder 1x512, {name}", args.batch, times, peak)
+                kernels = census_of(args, one, dev)
+            report(f"official MAE pre-training {PHASES[args.phase]}, mask 0.9, decoder 1x512, {name}", args.batch, times, peak, kernels)
             del model, opt
+
+
+def kind_of(what):
+    """(step kind, precision) of a measurement's description, to pair maestro's with PyTorch's."""
+    kind = "pretrain" if "pre-training" in what else "finetune"
+    return kind, "bf16" if "bf16" in what else "f32"
+
+
+def census_diff(args):
+    with open(args.maestro) as f:
+        ours = [m for m in json.load(f) if m.get("kernels") is not None]
+    with open(args.torch) as f:
+        theirs = [m for m in map(json.loads, filter(str.strip, f)) if m.get("kernels") is not None
+                  and "torch.compile" not in m["what"]]
+    for m in ours:
+        match = [t for t in theirs if kind_of(t["what"]) == kind_of(m["what"])]
+        if not match:
+            print(f"{m['what']}: no PyTorch census of the same kind\n")
+            continue
+        t = match[0]
+        a = {k["name"]: k for k in m["kernels"]}
+        b = {k["name"]: k for k in t["kernels"]}
+
+        def total(ks, field):
+            return sum(k[field] for k in ks.values())
+        print(f"maestro: {m['what']}\nPyTorch: {t['what']}")
+        print(f"{'kernel':<48} {'maestro':>8} {'PyTorch':>8} {'M elements':>11} {'PyTorch':>8}")
+        rows = sorted(set(a) | set(b), key=lambda n: -max(a.get(n, {}).get("input_elements", 0),
+                                                          b.get(n, {}).get("input_elements", 0)))
+        for n in rows:
+            x, y = a.get(n, {}), b.get(n, {})
+            print(f"{n:<48} {x.get('count', 0):>8} {y.get('count', 0):>8} {x.get('input_elements', 0) / 1e6:>11.1f} "
+                  f"{y.get('input_elements', 0) / 1e6:>8.1f}")
+        print(f"{'all':<48} {total(a, 'count'):>8} {total(b, 'count'):>8} {total(a, 'input_elements') / 1e6:>11.1f} "
+              f"{total(b, 'input_elements') / 1e6:>8.1f}\n")
 
 
 def make_jpegs(args):
@@ -238,6 +349,7 @@ def main():
     s.add_argument("--compile", action="store_true")
     s.add_argument("--mae-repo")
     s.add_argument("--phase", choices=list(PHASES), default="step")
+    s.add_argument("--ops", action="store_true", help="add a census of one more step's kernels to each measurement")
     s.add_argument("--variants", help="comma list of bf16, f32, bf16-compile, f32-compile, mae-bf16, mae-f32")
     s.add_argument("--model", default="vit_base_patch16", help="the fine-tune step's timm ViT, as maestro bench --model")
     s.add_argument("--image-size", type=int, default=224, help="the fine-tune step's input size, as maestro bench --image-size")
@@ -245,11 +357,14 @@ def main():
     q.add_argument("paths", nargs="+")
     q.add_argument("--input-size", type=int, default=224)
     q.add_argument("--rounds", type=int, default=3)
+    c = sub.add_parser("census-diff")
+    c.add_argument("maestro")
+    c.add_argument("torch")
     m = sub.add_parser("make-jpegs")
     m.add_argument("out")
     m.add_argument("--count", type=int, default=200)
     args = p.parse_args()
-    {"step": step, "pipeline": pipeline, "make-jpegs": make_jpegs}[args.cmd](args)
+    {"step": step, "pipeline": pipeline, "census-diff": census_diff, "make-jpegs": make_jpegs}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -75,9 +75,44 @@ pub struct StepStats {
     pub achieved_tflops: f64,
     /// achieved / peak, when the peak was given.
     pub mfu: Option<f64>,
+    /// The kernels PyTorch ran in one more (untimed) step, when a census was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<Vec<KernelCount>>,
 }
 
-fn stats(what: String, r: &StepRequest, (first, times): (f64, Vec<f64>), forward_flops_per_image: f64) -> StepStats {
+/// One kind of kernel in a census of a step: how often it ran, and the elements of its tensor
+/// inputs summed (a proxy for the memory it reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelCount {
+    pub name: String,
+    pub count: u64,
+    pub input_elements: u64,
+}
+
+/// Whether a step benchmark ends with a kernel census, and how it names the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Census {
+    Off,
+    /// By operation name.
+    ByName,
+    /// By operation name and the dtype, sizes and strides of its tensor inputs.
+    ByShape,
+}
+
+/// The kernels PyTorch runs during `step` (LibTorch devices only; see `torch_ops::census`).
+#[cfg(feature = "tch")]
+fn census(by_shape: bool, step: impl FnOnce() -> Result<(), String>) -> Result<Vec<KernelCount>, String> {
+    let (r, counts) = crate::torch_ops::census(by_shape, step);
+    r?;
+    Ok(counts.into_iter().map(|(name, count, input_elements)| KernelCount { name, count, input_elements }).collect())
+}
+
+#[cfg(not(feature = "tch"))]
+fn census(_by_shape: bool, _step: impl FnOnce() -> Result<(), String>) -> Result<Vec<KernelCount>, String> {
+    Err("a kernel census needs a build with the `tch` feature and a libtorch device".into())
+}
+
+fn stats(what: String, r: &StepRequest, Timed { first, times, kernels }: Timed, forward_flops_per_image: f64) -> StepStats {
     let (batch, peak_tflops) = (r.batch, r.peak_tflops);
     let what = if crate::model::fused::enabled() { what } else { format!("{what}, unfused attention + LayerNorm + burn's AdamW") };
     let mut sorted = times.to_vec();
@@ -101,6 +136,7 @@ fn stats(what: String, r: &StepRequest, (first, times): (f64, Vec<f64>), forward
         train_gflops_per_image: train / 1e9,
         achieved_tflops: achieved,
         mfu: peak_tflops.map(|p| achieved / p),
+        kernels,
     }
 }
 
@@ -130,18 +166,29 @@ pub struct StepRequest {
     /// bf16 mixed precision in the transformer blocks.
     pub bf16: bool,
     pub phase: Phase,
+    /// Count the kernels PyTorch runs in one more step after the timed ones.
+    pub census: Census,
+}
+
+/// What [`time_steps`] measured.
+struct Timed {
+    /// The first step's seconds (compilation and autotuning included).
+    first: f64,
+    /// The timed steps' seconds.
+    times: Vec<f64>,
+    kernels: Option<Vec<KernelCount>>,
 }
 
 /// Time `steps` steps after `warmup` untimed ones; every step ends with the device synced, and
-/// `prepare` (untimed, synced before the clock starts) readies each one. Returns the first
-/// step's time (compilation and autotuning included) and the timed steps'. Each warm-up step's
-/// time goes to stderr as it ends, so a slow cold start shows where it is.
+/// `prepare` (untimed, synced before the clock starts) readies each one. Each warm-up step's
+/// time goes to stderr as it ends, so a slow cold start shows where it is. With a census asked
+/// for, one more step runs under it.
 fn time_steps(
     r: &StepRequest,
     what: &str,
     mut prepare: impl FnMut() -> Result<(), String>,
     mut step: impl FnMut() -> Result<(), String>,
-) -> Result<(f64, Vec<f64>), String> {
+) -> Result<Timed, String> {
     let sync = || r.device.sync().map_err(|e| format!("{e:?}"));
     let (mut first, mut times) = (None, Vec::with_capacity(r.steps));
     for i in 0..r.warmup + r.steps {
@@ -158,7 +205,17 @@ fn time_steps(
             times.push(s);
         }
     }
-    Ok((first.unwrap_or(times[0]), times))
+    let kernels = if r.census != Census::Off {
+        prepare()?;
+        sync()?;
+        Some(census(r.census == Census::ByShape, || {
+            step()?;
+            sync()
+        })?)
+    } else {
+        None
+    };
+    Ok(Timed { first: first.unwrap_or(times[0]), times, kernels })
 }
 
 impl Phase {
@@ -184,7 +241,7 @@ impl ModuleVisitor for RandomGrads {
 }
 
 /// Times the optimizer update alone, each on fresh random gradients made before its clock starts.
-fn time_optimizer<M: Module>(r: &StepRequest, what: &str, model: &mut Option<M>, optim: &mut ModuleOptimizer) -> Result<(f64, Vec<f64>), String> {
+fn time_optimizer<M: Module>(r: &StepRequest, what: &str, model: &mut Option<M>, optim: &mut ModuleOptimizer) -> Result<Timed, String> {
     let grads = std::cell::RefCell::new(GradientsParams::new());
     let model = std::cell::RefCell::new(model);
     time_steps(

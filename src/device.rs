@@ -254,6 +254,11 @@ pub fn is_libtorch(device: &burn::tensor::Device) -> bool {
     matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::LibTorch(_))
 }
 
+#[cfg(not(feature = "tch"))]
+pub fn is_libtorch(_device: &burn::tensor::Device) -> bool {
+    false
+}
+
 /// The device the model tests (unit and integration) run on: burn's CPU backend, or the one
 /// `MAESTRO_TEST_DEVICE` names (`libtorch-cpu`, `libtorch-cuda:0`, `cuda:0`) in a build that has
 /// it, to check another backend computes and trains the same way.

@@ -143,6 +143,13 @@ enum BenchCommand {
         /// operation each, and burn's AdamW update (on LibTorch), to measure what fusing buys.
         #[arg(long)]
         unfused: bool,
+        /// After the timed steps, run one more under a census of the kernels PyTorch runs, and
+        /// print it (LibTorch devices; benches/torch_reference.py --ops counts timm's the same way).
+        #[arg(long)]
+        ops: bool,
+        /// --ops with each kernel's tensor inputs (dtype, sizes, strides) beside its name.
+        #[arg(long)]
+        ops_by_shape: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -448,8 +455,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             app::pretrain::reconstruct(&maestro::report::reconstruct::Request { checkpoint, images, count, mask_ratio, seed, out })
         }
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
-        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, json }) => {
-            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, json })
+        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, json }) => {
+            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, json })
         }
         Command::Bench(BenchCommand::Fused { device, batch, json }) => app::bench::fused(&device, batch, json),
         Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, batch, json }) => {

@@ -1,15 +1,19 @@
 //! PyTorch operations that tch does not bind, from `csrc/torch_ops.cpp` (compiled by build.rs
-//! with the `tch` feature): the vector-Jacobian product of a recorded graph with given output
-//! gradients, PyTorch's fused AdamW update, and the page-locked, non-blocking host-to-GPU copy.
+//! with the `tch` feature): the vector-Jacobian product of a recorded graph with a given output
+//! gradient, PyTorch's fused AdamW update, the page-locked, non-blocking host-to-GPU copy, and
+//! a census of the kernels PyTorch runs.
 
 use tch::Tensor;
 use torch_sys::C_tensor;
 
 unsafe extern "C" {
+    fn maestro_grad_edge(output: *mut C_tensor, edge: *mut *mut libc::c_void) -> *mut libc::c_char;
+
+    fn maestro_edge_free(edge: *mut libc::c_void);
+
     fn maestro_vjp(
-        outputs: *const *mut C_tensor,
-        grads: *const *mut C_tensor,
-        n_out: i32,
+        edge: *mut libc::c_void,
+        grad: *mut C_tensor,
         inputs: *const *mut C_tensor,
         n_in: i32,
         result: *mut *mut C_tensor,
@@ -29,6 +33,10 @@ unsafe extern "C" {
         eps: f64,
     ) -> *mut libc::c_char;
 
+    fn maestro_census_start(by_shape: i32) -> *mut libc::c_char;
+
+    fn maestro_census_stop(result: *mut *mut libc::c_char) -> *mut libc::c_char;
+
     fn maestro_upload_pinned(data: *const f32, shape: *const i64, dim: i32, device_index: i32, result: *mut *mut C_tensor) -> *mut libc::c_char;
 }
 
@@ -47,15 +55,40 @@ fn check(error: *mut libc::c_char, what: &str) {
     panic!("{what}: {text}");
 }
 
-/// The gradients of `inputs` for `grads` on `outputs`, through the graph PyTorch recorded between
-/// them; the graph is freed. An input the outputs do not depend on gets zeros.
-pub fn vjp(outputs: &[&Tensor], grads: &[&Tensor], inputs: &[&Tensor]) -> Vec<Tensor> {
-    assert_eq!(outputs.len(), grads.len(), "one gradient per output");
-    let (o, g, i) = (handles(outputs), handles(grads), handles(inputs));
-    let mut result = vec![std::ptr::null_mut::<C_tensor>(); inputs.len()];
-    let error = unsafe { maestro_vjp(o.as_ptr(), g.as_ptr(), o.len() as i32, i.as_ptr(), i.len() as i32, result.as_mut_ptr()) };
-    check(error, "PyTorch's backward pass");
-    result.into_iter().map(|t| unsafe { Tensor::from_ptr(t) }).collect()
+/// Where the gradient of a recorded output enters PyTorch's graph (its `grad_fn` and output
+/// number). It keeps the graph and what the graph saved alive, but not the output itself.
+#[derive(Debug)]
+pub struct GradEdge(*mut libc::c_void);
+
+// The edge is a `std::shared_ptr` to an autograd node, which PyTorch shares between threads.
+unsafe impl Send for GradEdge {}
+unsafe impl Sync for GradEdge {}
+
+impl GradEdge {
+    /// The edge of `output`, which autograd recorded (it has a `grad_fn`).
+    pub fn of(output: &Tensor) -> GradEdge {
+        let mut edge = std::ptr::null_mut();
+        check(unsafe { maestro_grad_edge(output.as_ptr() as *mut C_tensor, &mut edge) }, "PyTorch's graph");
+        GradEdge(edge)
+    }
+
+    /// The gradients of `inputs` (leaves that require grad) for `grad` on the output, through
+    /// the graph PyTorch recorded between them; the graph is freed. An input the output does not
+    /// depend on gets zeros.
+    pub fn vjp(&self, grad: &Tensor, inputs: &[&Tensor]) -> Vec<Tensor> {
+        let i = handles(inputs);
+        let mut result = vec![std::ptr::null_mut::<C_tensor>(); inputs.len()];
+        let error =
+            unsafe { maestro_vjp(self.0, grad.as_ptr() as *mut C_tensor, i.as_ptr(), i.len() as i32, result.as_mut_ptr()) };
+        check(error, "PyTorch's backward pass");
+        result.into_iter().map(|t| unsafe { Tensor::from_ptr(t) }).collect()
+    }
+}
+
+impl Drop for GradEdge {
+    fn drop(&mut self) {
+        unsafe { maestro_edge_free(self.0) }
+    }
 }
 
 /// AdamW settings of one update.
@@ -90,4 +123,26 @@ pub fn upload_pinned(data: &[f32], shape: &[usize], device_index: usize) -> Tens
     let error = unsafe { maestro_upload_pinned(data.as_ptr(), dims.as_ptr(), dims.len() as i32, device_index as i32, &mut result) };
     check(error, "the copy to the GPU");
     unsafe { Tensor::from_ptr(result) }
+}
+
+/// Runs `f` and counts the kernels PyTorch runs meanwhile, on every thread: `aten::` operations
+/// that are not views, allocations or composites of other operations (the rule is in
+/// `csrc/torch_ops.cpp`; `benches/torch_reference.py --ops` applies it to PyTorch's profiler).
+/// Each kernel name (with `by_shape`, followed by the dtype, sizes and strides of its tensor
+/// inputs) with how often it ran and the elements of its tensor inputs, summed; sorted by name.
+pub fn census<R>(by_shape: bool, f: impl FnOnce() -> R) -> (R, Vec<(String, u64, u64)>) {
+    check(unsafe { maestro_census_start(by_shape as i32) }, "starting the operation census");
+    let r = f();
+    let mut text = std::ptr::null_mut::<libc::c_char>();
+    check(unsafe { maestro_census_stop(&mut text) }, "stopping the operation census");
+    let lines = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned();
+    unsafe { libc::free(text.cast()) };
+    let counts = lines
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?.to_string(), f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    (r, counts)
 }

@@ -84,7 +84,7 @@ fn fused_check_compares_both_paths_and_the_unfused_step_says_so() {
     assert_eq!(checks[0]["precision"], "f32");
     assert_eq!(checks[0]["shape"], serde_json::json!([1, 12, 197, 64]));
     let names: Vec<&str> = checks[0]["errors"].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
-    assert_eq!(names, ["attention", "layer_norm", "d qkv", "d x", "d gamma", "d beta"]);
+    assert_eq!(names, ["attention", "layer_norm", "linear", "d qkv", "d x", "d gamma", "d beta", "d weight", "d bias"]);
     assert!(v["adamw"]["weight"].as_f64().unwrap() < 1e-5 && v["adamw"]["moved"].as_f64().unwrap() > 1e-3, "{v}");
     let mut c = dir.maestro();
     c.args(["bench", "fused", "--device", "libtorch-cuda:0"]);
@@ -104,4 +104,34 @@ fn fused_check_compares_both_paths_and_the_unfused_step_says_so() {
         assert!(s["what"].as_str().unwrap().contains("AdamW update"), "{s}");
         assert!(s["step_ms"].as_f64().unwrap() > 0.0 && s["train_gflops_per_image"] == 0.0, "{s}");
     }
+}
+
+/// `--ops` counts PyTorch's kernels: a clear error elsewhere; on LibTorch, one forward + backward
+/// of a ViT launches what timm's does: every linear layer one `addmm` (its bias added by the
+/// product) and two `mm` in the backward pass, one attention kernel and one LayerNorm per use,
+/// and no zero-filled qkv-sized buffer (which splitting q, k and v with slices would cost).
+#[test]
+fn kernel_census_of_a_step() {
+    let dir = Dir::new();
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--ops"]);
+    run(c).code_is(2).stderr_has("--ops counts PyTorch's kernels: use a libtorch device");
+    if !cfg!(feature = "tch") {
+        return;
+    }
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--warmup", "1"]);
+    c.args(["--device", "libtorch-cpu", "--only", "finetune", "--phase", "backward", "--ops-by-shape", "--json"]);
+    let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
+    let kernels = v[0]["kernels"].as_array().unwrap();
+    let count = |prefix: &str| -> u64 {
+        kernels.iter().filter(|k| k["name"].as_str().unwrap().starts_with(prefix)).map(|k| k["count"].as_u64().unwrap()).sum()
+    };
+    let (depth, linears) = (12, 12 * 4 + 1);
+    assert_eq!(count("aten::addmm "), linears, "{kernels:?}");
+    assert_eq!(count("aten::mm "), 2 * linears, "{kernels:?}");
+    assert_eq!(count("aten::_scaled_dot_product"), depth, "{kernels:?}");
+    assert_eq!(count("aten::native_layer_norm "), 2 * depth + 1, "{kernels:?}");
+    // vit_tiny: 3 heads of 64, 17 tokens; q, k and v stacked as [3, batch, heads, tokens, 64].
+    assert_eq!(count("aten::fill_ Float[3, 2, 3, 17, 64]"), 0, "{kernels:?}");
 }

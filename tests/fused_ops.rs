@@ -98,12 +98,13 @@ fn vit_gradients_match_timm() {
     }
 }
 
-/// The fused operations compute what burn's composition does, values and gradients, on
-/// non-contiguous inputs (q, k and v are views of one permuted qkv tensor, as in the model).
+/// The fused operations compute what burn's composition does, values and gradients: attention
+/// on the qkv projection (q, k and v are views of it, as in the model), LayerNorm, and the
+/// linear layer with its bias added by the product.
 #[test]
 fn fused_ops_match_burns_composition() {
     let a = fused::compare(&util::test_device(), [2, 3, 5, 4], false);
-    assert_eq!(a.errors.len(), 6, "{a:?}");
+    assert_eq!(a.errors.len(), 9, "{a:?}");
     assert!(a.worst() < 1e-4, "{a:?}");
     // bf16 keeps 8 bits of mantissa; `maestro bench fused` allows 3e-2 as well. The inputs are
     // random and the RNG is shared with the tests running beside this one, so the margin must

@@ -13,18 +13,19 @@
 # the card's peak memory over the part (nvidia-smi, minus the idle reading), the same outside
 # reading for maestro and PyTorch.
 #
-# PARTS picks what runs (default: check steps batch breakdown train trial compile study, 362 s on
-# an H200; the limits below are ceilings, and BUDGET_S cuts the last ones first; add pipeline
-# and cubecl for the input pipeline and burn's own CUDA backend). `check` compares the fused
-# attention and LayerNorm with burn's composition on the card (values and gradients), and
-# maestro's AdamW (PyTorch's fused kernel) with burn's over five steps; `steps`
-# times each maestro step fused and, for bf16, --unfused too; `breakdown` times forward +
+# PARTS picks what runs (default: check steps census batch breakdown train trial compile study,
+# about 440 s on an H200; the limits below are ceilings, and BUDGET_S cuts the last ones first;
+# add pipeline and cubecl for the input pipeline and burn's own CUDA backend). `check` compares
+# the fused attention, LayerNorm and linear layer with burn's composition on the card (values and
+# gradients), and maestro's AdamW (PyTorch's fused kernel) with burn's over five steps; `steps`
+# times each maestro step fused and, for bf16, --unfused too; `census` counts the kernels one
+# bf16 forward + backward launches on each side, kernel by kernel; `breakdown` times forward +
 # backward and the AdamW update alone on both sides, to see where a step goes; `train` trains on
 # Fashion-MNIST (FMNIST=folder) in bf16 and f32 on the card; `trial` fine-tunes ViT-B/16 on JPEG
 # files as a study's trial does; `compile` times timm under
 # torch.compile; `study` runs the demo study end to end on the card.
 set -u
-PARTS=" ${PARTS:-check steps batch breakdown train trial compile study} "
+PARTS=" ${PARTS:-check steps census batch breakdown train trial compile study} "
 BIN=${1:?usage: run.sh MAESTRO_BINARY[.xz] [MAE_CHECKOUT]}
 if [[ "$BIN" == *.xz ]]; then # scripts/build-cuda's compressed copy (it fits the 64 MiB carry)
     xz -d -c "$BIN" >/tmp/maestro-cuda && chmod +x /tmp/maestro-cuda && BIN=/tmp/maestro-cuda
@@ -98,6 +99,15 @@ part steps && for p in bf16 f32; do
         done
     done
 done
+
+# --- The kernels of one bf16 forward + backward on each side (batch 128), side by side ---------
+if part census; then
+    run 60 torch-census sh -c '"$0" benches/torch_reference.py step --device cuda --batch 128 --variants bf16,mae-bf16 \
+        --phase backward --steps 2 --warmup 2 --ops ${1:+--mae-repo "$1"} >"$2"; tail -c 300 "$2"' "$PY" "$MAE" "$OUTDIR/census-torch.jsonl"
+    run 60 maestro-census sh -c '"$0" bench step --device libtorch-cuda:0 --batch 128 --steps 2 --warmup 2 --precision bf16 \
+        --phase backward --ops --json >"$1"; tail -c 300 "$1"' "$BIN" "$OUTDIR/census-maestro.json"
+    run 10 census-diff $PY benches/torch_reference.py census-diff "$OUTDIR/census-maestro.json" "$OUTDIR/census-torch.jsonl"
+fi
 
 # --- 3. The largest ViT-B/16 fine-tune batch that fits (bf16, libtorch-cuda) ------------------
 part batch && for b in 256 512 768 1024 1536 2048; do
@@ -202,7 +212,7 @@ fi
 # The autotune and compile logs and the autotune database go to $OUT, so a later call can start warm.
 # The device tool returns a handful of files: the runs' folders travel as one archive.
 pack() {
-    local dirs=$(cd "$OUTDIR" && ls -d fmnist-* demo-study jpeg-trial-* 2>/dev/null)
+    local dirs=$(cd "$OUTDIR" && ls -d fmnist-* demo-study jpeg-trial-* census-* 2>/dev/null)
     [ -n "$dirs" ] && tar -C "$OUTDIR" -czf "$OUTDIR/runs-$STAMP.tar.gz" $dirs && (cd "$OUTDIR" && rm -rf $dirs)
 }
 part cubecl || { pack; log "log: $LOG ($((SECONDS - START)) s)"; exit 0; }

@@ -23,6 +23,8 @@ pub struct StepArgs {
     pub decoder_dim: usize,
     pub decoder_heads: usize,
     pub unfused: bool,
+    pub ops: bool,
+    pub ops_by_shape: bool,
     pub json: bool,
 }
 
@@ -39,6 +41,18 @@ fn line(s: &StepStats) -> String {
         s.achieved_tflops,
         s.mfu.map(|m| format!(", MFU {:.1}%", m * 100.0)).unwrap_or_default()
     )
+}
+
+fn print_step(s: &StepStats) {
+    println!("{}", line(s));
+    let Some(kernels) = &s.kernels else { return };
+    let mut rows: Vec<_> = kernels.iter().collect();
+    rows.sort_by(|a, b| b.input_elements.cmp(&a.input_elements).then(a.name.cmp(&b.name)));
+    let (count, elements) = rows.iter().fold((0, 0), |(c, e), k| (c + k.count, e + k.input_elements));
+    println!("  kernels of one step: {count}, reading {:.1} M elements", elements as f64 / 1e6);
+    for k in rows {
+        println!("  {:>6}  {:>10.1} M  {}", k.count, k.input_elements as f64 / 1e6, k.name);
+    }
 }
 
 pub fn step(a: &StepArgs) -> Result<(), Error> {
@@ -77,19 +91,27 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
     if bf16 && !device.supports_dtype(burn::tensor::FloatDType::BF16) {
         return Err(Error::Usage(format!("{} cannot compute in bf16", a.device)));
     }
+    let census = match (a.ops, a.ops_by_shape) {
+        (_, true) => bench::Census::ByShape,
+        (true, false) => bench::Census::ByName,
+        (false, false) => bench::Census::Off,
+    };
+    if census != bench::Census::Off && !crate::device::is_libtorch(&device) {
+        return Err(Error::Usage(format!("--ops counts PyTorch's kernels: use a libtorch device, not {}", a.device)));
+    }
     crate::model::fused::set_enabled(!a.unfused);
-    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16, phase };
+    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16, phase, census };
     let mut out = Vec::new();
     if a.only != "pretrain" {
         out.push(bench::finetune_step(&req).map_err(Error::Failed)?);
         if !a.json {
-            println!("{}", line(out.last().unwrap()));
+            print_step(out.last().unwrap());
         }
     }
     if a.only != "finetune" {
         out.push(bench::pretrain_step(&req, a.mask_ratio, a.decoder_dim, a.decoder_depth, a.decoder_heads).map_err(Error::Failed)?);
         if !a.json {
-            println!("{}", line(out.last().unwrap()));
+            print_step(out.last().unwrap());
         }
     }
     if a.json {

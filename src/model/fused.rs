@@ -1,11 +1,14 @@
-//! Attention and LayerNorm as single differentiable operations.
+//! Attention, LayerNorm and the linear layer as single differentiable operations.
 //!
-//! Under burn 0.22's autodiff both are composed from primitives: attention materialises the
-//! `[b, h, n, n]` scores and saves them for the backward pass, LayerNorm runs and saves about
-//! eight separate kernels. On the LibTorch backend this module runs each as one PyTorch operation
-//! in the forward pass (`scaled_dot_product_attention`: flash or memory-efficient kernels on CUDA;
-//! `layer_norm`: one kernel) and hands the backward pass to PyTorch's own derivative of that
-//! operation, so a training step saves and launches what a PyTorch eager step does.
+//! Under burn 0.22's autodiff all three are composed from primitives: attention materialises
+//! the `[b, h, n, n]` scores and saves them for the backward pass, LayerNorm runs and saves about
+//! eight separate kernels, a linear layer adds its bias in a kernel of its own, and splitting
+//! the qkv projection into q, k and v costs a zero-filled buffer and two accumulations per block
+//! in the backward pass. On the LibTorch backend this module runs each as PyTorch does in the
+//! forward pass (`scaled_dot_product_attention`: flash or memory-efficient kernels on CUDA, on
+//! views of the qkv projection; `layer_norm`: one kernel; `addmm`: the bias added by the matrix
+//! product) and hands the backward pass to PyTorch's own derivative, so a training step saves and
+//! launches what a PyTorch eager step does (`maestro bench step --ops` counts both).
 //!
 //! The operations are a burn backend extension (`#[backend_extension]`): every other backend
 //! (flex, CubeCL) runs burn's own differentiable composition, exactly as before.
@@ -19,11 +22,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Distribution, FloatDType, Tensor};
+use burn::tensor::{Device, Distribution, FloatDType, Shape, Slice, Tensor};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -49,6 +52,25 @@ pub trait FusedOps: Backend {
         Self::attention(q, k, v, None, None, AttentionModuleOptions::default())
     }
 
+    /// Softmax attention of `heads` heads on a qkv projection `[b, n, 3 * c]` (timm's layout:
+    /// q, k, v, each heads x head dim), its output back as `[b, n, c]`.
+    fn fused_qkv_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        let [b, n, c3] = qkv.shape().dims::<3>();
+        let dh = c3 / 3 / heads;
+        let qkv = Self::float_permute(Self::float_reshape(qkv, Shape::new([b, n, 3, heads, dh])), &[2, 0, 3, 1, 4]);
+        let part = |i: isize| {
+            let slices = [Slice::new(i, Some(i + 1), 1), Slice::full(), Slice::full(), Slice::full(), Slice::full()];
+            Self::float_reshape(Self::float_slice(qkv.clone(), &slices), Shape::new([b, heads, n, dh]))
+        };
+        let o = Self::fused_attention(part(0), part(1), part(2));
+        Self::float_reshape(Self::float_swap_dims(o, 1, 2), Shape::new([b, n, c3 / 3]))
+    }
+
+    /// `x weight + bias`: x `[m, d_in]`, weight `[d_in, d_out]` (burn's layout), bias `[d_out]`.
+    fn fused_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::linear(x, weight, Some(bias))
+    }
+
     /// LayerNorm over the last dimension, with an affine weight and bias of that size.
     fn fused_layer_norm(
         x: FloatTensor<Self>,
@@ -66,7 +88,15 @@ impl FusedOps for burn::backend::Flex {}
 impl FusedOps for burn::backend::Cube {}
 
 #[cfg(feature = "tch")]
-impl FusedOps for burn::backend::LibTorch {}
+impl FusedOps for burn::backend::LibTorch {
+    fn fused_qkv_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        burn::backend::libtorch::TchTensor::new(libtorch::qkv_attention(&[qkv.tensor], heads))
+    }
+
+    fn fused_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        burn::backend::libtorch::TchTensor::new(libtorch::linear(&[x.tensor, weight.tensor, bias.tensor]))
+    }
+}
 
 mod autodiff {
     use super::FusedOps;
@@ -81,11 +111,12 @@ mod autodiff {
 
 #[cfg(feature = "tch")]
 mod libtorch {
-    //! The LibTorch implementation under autodiff. The forward pass runs PyTorch's operation on
-    //! detached leaves that require grad, so PyTorch records its own backward node and saves
-    //! what that node needs (for flash attention: q, k, v, the output and the log-sum-exp).
-    //! burn's backward step then asks PyTorch's autograd engine for the vector-Jacobian product
-    //! with the incoming gradient.
+    //! The LibTorch implementation under autodiff. The forward pass runs PyTorch's operations on
+    //! detached leaves that require grad, so PyTorch records its own backward nodes and saves
+    //! what they need (for flash attention: q, k, v, the output and the log-sum-exp). burn's
+    //! backward step then asks PyTorch's autograd engine for the vector-Jacobian product with
+    //! the incoming gradient. The linear layer's derivative is two products and a sum, which
+    //! its backward step runs itself.
 
     use super::FusedOps;
     use burn::backend::LibTorch;
@@ -96,12 +127,17 @@ mod libtorch {
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::libtorch::TchTensor;
     use burn::backend::tensor::FloatTensor;
+    use std::sync::Arc;
 
-    /// One recorded PyTorch operation: its output (carrying PyTorch's backward node) and the
-    /// leaves it was computed from. `keep` holds burn's handles on the same storage, so burn
-    /// never reuses the memory PyTorch saved in place while the graph lives.
+    use crate::torch_ops::GradEdge;
+
+    /// PyTorch's graph of one recorded operation: where the output's gradient enters it, and
+    /// the leaves it was computed from. The output itself is not held: it lives as long as burn
+    /// (or PyTorch's saved tensors) need it, as in a PyTorch step. `keep` holds burn's handles on
+    /// the inputs, and on the output where PyTorch saved it, so burn never overwrites memory
+    /// PyTorch saved while the graph lives (burn-tch reuses a tensor only it holds).
     pub(super) struct TorchGraph {
-        output: tch::Tensor,
+        edge: Arc<GradEdge>,
         leaves: Vec<tch::Tensor>,
         keep: Vec<TchTensor>,
     }
@@ -109,7 +145,7 @@ mod libtorch {
     impl Clone for TorchGraph {
         fn clone(&self) -> Self {
             TorchGraph {
-                output: self.output.shallow_clone(),
+                edge: self.edge.clone(),
                 leaves: self.leaves.iter().map(tch::Tensor::shallow_clone).collect(),
                 keep: self.keep.clone(),
             }
@@ -118,27 +154,37 @@ mod libtorch {
 
     impl std::fmt::Debug for TorchGraph {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("TorchGraph").field("output", &self.output.size()).field("leaves", &self.leaves.len()).finish()
+            f.debug_struct("TorchGraph").field("leaves", &self.leaves.len()).field("kept", &self.keep.len()).finish()
         }
+    }
+
+    /// Whether PyTorch's backward of a recorded operation reads its output.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Output {
+        Saved,
+        NotSaved,
     }
 
     impl TorchGraph {
         /// Runs `op` on detached views of `inputs` (the same memory) that require grad; returns
         /// the graph and the output as a burn tensor. PyTorch's grad mode is per thread, so
         /// `with_grad` makes sure it is on for the operation.
-        fn record(inputs: &[&TchTensor], op: impl FnOnce(&[tch::Tensor]) -> tch::Tensor) -> (Self, TchTensor) {
+        fn record(inputs: &[&TchTensor], output: Output, op: impl FnOnce(&[tch::Tensor]) -> tch::Tensor) -> (Self, TchTensor) {
             let leaves: Vec<tch::Tensor> = inputs.iter().map(|t| t.tensor.detach().set_requires_grad(true)).collect();
-            let output = tch::with_grad(|| op(&leaves));
-            let burn_out = TchTensor::new(output.detach());
+            let out = tch::with_grad(|| op(&leaves));
+            let edge = Arc::new(GradEdge::of(&out));
+            let burn_out = TchTensor::new(out.detach());
             let mut keep: Vec<TchTensor> = inputs.iter().map(|t| (*t).clone()).collect();
-            keep.push(burn_out.clone());
-            (TorchGraph { output, leaves, keep }, burn_out)
+            if output == Output::Saved {
+                keep.push(burn_out.clone());
+            }
+            (TorchGraph { edge, leaves, keep }, burn_out)
         }
 
         /// The gradients of the leaves for `grad` on the output.
         fn vjp(self, grad: TchTensor) -> Vec<TchTensor> {
             let leaves: Vec<&tch::Tensor> = self.leaves.iter().collect();
-            crate::torch_ops::vjp(&[&self.output], &[&grad.tensor], &leaves).into_iter().map(TchTensor::new).collect()
+            self.edge.vjp(&grad.tensor, &leaves).into_iter().map(TchTensor::new).collect()
         }
     }
 
@@ -159,8 +205,51 @@ mod libtorch {
         }
     }
 
+    /// The backward step of `addmm` with a broadcast bias, as PyTorch's `AddmmBackward0` computes
+    /// it (two products and a column sum), run directly: a linear layer's derivative needs no
+    /// autograd engine, whose every call is a round trip to its device thread. The state is the
+    /// input and weight the products need; burn's handles on them also keep burn-tch from
+    /// overwriting them in place.
+    #[derive(Debug)]
+    struct LinearBackward;
+
+    impl Backward<LibTorch, 3> for LinearBackward {
+        type State = (TchTensor, TchTensor);
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let g = grads.consume::<LibTorch>(&ops.node).tensor;
+            let (x, w) = (&ops.state.0.tensor, &ops.state.1.tensor);
+            let [dx, dw, db] = &ops.parents;
+            if let Some(node) = dx {
+                grads.register::<LibTorch>(node.id, TchTensor::new(g.mm(&w.tr())));
+            }
+            if let Some(node) = dw {
+                grads.register::<LibTorch>(node.id, TchTensor::new(x.tr().mm(&g)));
+            }
+            if let Some(node) = db {
+                grads.register::<LibTorch>(node.id, TchTensor::new(g.sum_dim_intlist([0i64].as_slice(), false, None::<tch::Kind>)));
+            }
+        }
+    }
+
     fn sdpa(x: &[tch::Tensor]) -> tch::Tensor {
         tch::Tensor::scaled_dot_product_attention(&x[0], &x[1], &x[2], None::<tch::Tensor>, 0.0, false, None, false)
+    }
+
+    /// timm's Attention between its two projections: `[b, n, 3c]` split into heads (views),
+    /// attention, heads merged back into `[b, n, c]`.
+    pub(super) fn qkv_attention(x: &[tch::Tensor], heads: usize) -> tch::Tensor {
+        let [b, n, c3] = x[0].size()[..] else { panic!("qkv attention of a {:?} tensor", x[0].size()) };
+        let h = heads as i64;
+        let qkv = x[0].reshape([b, n, 3, h, c3 / 3 / h]).permute([2, 0, 3, 1, 4]);
+        // unbind, not three selects: its backward stacks the three gradients in one copy.
+        let o = sdpa(&qkv.unbind(0));
+        o.transpose(1, 2).reshape([b, n, c3 / 3])
+    }
+
+    /// `bias + x weight` with the bias added by the matrix product (`F.linear` on 2-d input).
+    pub(super) fn linear(x: &[tch::Tensor]) -> tch::Tensor {
+        x[2].addmm(&x[0], &x[1])
     }
 
     fn layer_norm(x: &[tch::Tensor], epsilon: f64) -> tch::Tensor {
@@ -169,14 +258,25 @@ mod libtorch {
     }
 
     impl<C: CheckpointStrategy> FusedOps for Autodiff<LibTorch, C> {
-        fn fused_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
-            match TorchBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+        fn fused_qkv_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+            match TorchBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
-                    let (graph, out) = TorchGraph::record(&[q.primitive(), k.primitive(), v.primitive()], sdpa);
+                    // The output may be a view of the one flash attention saved.
+                    let (graph, out) = TorchGraph::record(&[qkv.primitive()], Output::Saved, |t| qkv_attention(t, heads));
                     prep.finish(graph, out)
                 }
+                OpsKind::UnTracked(prep) => prep.finish(LibTorch::fused_qkv_attention(qkv.into_primitive(), heads)),
+            }
+        }
+
+        fn fused_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+            match LinearBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let state = (x.primitive().clone(), weight.primitive().clone());
+                    prep.finish(state, LibTorch::fused_linear(x.into_primitive(), weight.into_primitive(), bias.into_primitive()))
+                }
                 OpsKind::UnTracked(prep) => {
-                    prep.finish(LibTorch::fused_attention(q.into_primitive(), k.into_primitive(), v.into_primitive()))
+                    prep.finish(LibTorch::fused_linear(x.into_primitive(), weight.into_primitive(), bias.into_primitive()))
                 }
             }
         }
@@ -189,9 +289,8 @@ mod libtorch {
         ) -> FloatTensor<Self> {
             match TorchBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
-                    let (graph, out) = TorchGraph::record(&[x.primitive(), gamma.primitive(), beta.primitive()], |t| {
-                        layer_norm(t, epsilon)
-                    });
+                    let inputs = [x.primitive(), gamma.primitive(), beta.primitive()];
+                    let (graph, out) = TorchGraph::record(&inputs, Output::NotSaved, |t| layer_norm(t, epsilon));
                     prep.finish(graph, out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(LibTorch::fused_layer_norm(
@@ -205,12 +304,23 @@ mod libtorch {
     }
 }
 
-/// Softmax attention with the default scale: `[b, h, n, d_head]` in, the same out.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+/// timm's attention between the qkv and output projections: `[b, n, 3c]` -> `[b, n, c]`.
+pub fn qkv_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     if !enabled() {
-        return composed_attention(q, k, v);
+        return composed_qkv_attention(qkv, heads);
     }
-    fused_attention(q, k, v)
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_qkv_attention(qkv.into_dispatch(), heads))
+}
+
+/// `x weight + bias` for a 2-d input, as one operation (the bias added by the matrix product)
+/// where the backend has it.
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    match bias {
+        Some(bias) if enabled() => {
+            Tensor::from_dispatch(<Dispatch as FusedOps>::fused_linear(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch()))
+        }
+        bias => burn::tensor::module::linear(x, weight, bias),
+    }
 }
 
 /// burn's `LayerNorm` forward with the given epsilon (the module keeps its own private), as one
@@ -224,12 +334,12 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) 
     }
 }
 
-fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    burn::tensor::module::attention(q, k, v, None, None, AttentionModuleOptions::default())
-}
-
-fn fused_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch()))
+fn composed_qkv_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    let [b, n, c3] = qkv.dims();
+    let qkv = qkv.reshape([b, n, 3, heads, c3 / 3 / heads]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, dh]
+    let [q, k, v]: [Tensor<4>; 3] = core::array::from_fn(|i| qkv.clone().slice([i..i + 1]).squeeze_dim(0));
+    let o = burn::tensor::module::attention(q, k, v, None, None, AttentionModuleOptions::default());
+    o.swap_dims(1, 2).reshape([b, n, c3 / 3])
 }
 
 fn fused_layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> Tensor<D> {
@@ -257,43 +367,54 @@ impl Agreement {
     }
 }
 
-/// Runs attention on views of one permuted qkv tensor (as the model does) and a LayerNorm, both
+/// Runs attention on a qkv projection (as the model does), a LayerNorm and a linear layer, both
 /// ways on `device` with autodiff, and compares outputs and the gradients of a random weighting
-/// of them. With `bf16`, attention runs in bf16 and LayerNorm in f32, as in the model's blocks.
+/// of them. With `bf16`, attention and the linear layer run in bf16 and LayerNorm in f32, as in
+/// the model's blocks.
 pub fn compare(device: &Device, [b, h, n, dh]: [usize; 4], bf16: bool) -> Agreement {
     let device = device.clone().autodiff();
     let c = h * dh;
-    let qkv = Tensor::<5>::random([b, n, 3, h, dh], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let qkv = Tensor::<3>::random([b, n, 3 * c], Distribution::Normal(0.0, 1.0), &device).require_grad();
     let x = Tensor::<3>::random([b, n, c], Distribution::Normal(0.5, 2.0), &device).require_grad();
     let weights = Tensor::<3>::random([b, n, c], Distribution::Normal(0.0, 1.0), &device);
     let mut norm = LayerNormConfig::new(c).with_epsilon(1e-6).init(&device);
     norm.gamma = Param::from_tensor(Tensor::random([c], Distribution::Normal(1.0, 0.3), &device));
     norm.beta = Some(Param::from_tensor(Tensor::random([c], Distribution::Normal(0.0, 0.3), &device)));
+    let w = Tensor::<2>::random([c, c], Distribution::Normal(0.0, 0.1), &device).require_grad();
+    let bias = Tensor::<1>::random([c], Distribution::Normal(0.0, 1.0), &device).require_grad();
 
     let run = |fused: bool| {
-        let qkv_p = if bf16 { qkv.clone().cast(FloatDType::BF16) } else { qkv.clone() }.permute([2, 0, 3, 1, 4]);
-        let [q, k, v]: [Tensor<4>; 3] = core::array::from_fn(|i| qkv_p.clone().slice([i..i + 1]).squeeze_dim(0));
-        let (o, y) = if fused {
+        let low = |t: Tensor<2>| if bf16 { t.cast(FloatDType::BF16) } else { t };
+        let q = if bf16 { qkv.clone().cast(FloatDType::BF16) } else { qkv.clone() };
+        let xl = low(x.clone().reshape([b * n, c]));
+        let (wl, bl) = (low(w.clone()), bias.clone().cast(if bf16 { FloatDType::BF16 } else { FloatDType::F32 }));
+        let (o, y, l) = if fused {
             let beta = norm.beta.as_ref().expect("an affine LayerNorm").val();
-            (fused_attention(q, k, v), fused_layer_norm(x.clone(), norm.gamma.val(), beta, 1e-6))
+            let o = Tensor::from_dispatch(<Dispatch as FusedOps>::fused_qkv_attention(q.into_dispatch(), h));
+            let l = Tensor::from_dispatch(<Dispatch as FusedOps>::fused_linear(xl.into_dispatch(), wl.into_dispatch(), bl.into_dispatch()));
+            (o, fused_layer_norm(x.clone(), norm.gamma.val(), beta, 1e-6), l)
         } else {
-            (composed_attention(q, k, v), norm.forward(x.clone()))
+            (composed_qkv_attention(q, h), norm.forward(x.clone()), burn::tensor::module::linear(xl, wl, Some(bl)))
         };
-        let o = o.swap_dims(1, 2).reshape([b, n, c]).cast(FloatDType::F32);
-        let loss = (o.clone() * weights.clone()).sum() + (y.clone() * weights.clone()).sum();
+        let o = o.cast(FloatDType::F32);
+        let l = l.cast(FloatDType::F32).reshape([b, n, c]);
+        let loss = (o.clone() * weights.clone()).sum() + (y.clone() * weights.clone()).sum() + (l.clone() * weights.clone()).sum();
         let grads = loss.backward();
         let grad = |t: Option<Tensor<1>>| t.expect("a gradient");
         [
             o.inner().flatten::<1>(0, 2),
             y.inner().flatten::<1>(0, 2),
-            grad(qkv.grad(&grads).map(|g| g.flatten(0, 4))),
+            l.inner().flatten::<1>(0, 2),
+            grad(qkv.grad(&grads).map(|g| g.flatten(0, 2))),
             grad(x.grad(&grads).map(|g| g.flatten(0, 2))),
             grad(norm.gamma.grad(&grads)),
             grad(norm.beta.as_ref().and_then(|p| p.grad(&grads))),
+            grad(w.grad(&grads).map(|g| g.flatten(0, 1))),
+            grad(bias.grad(&grads)),
         ]
     };
     let (fused, composed) = (run(true), run(false));
-    let names = ["attention", "layer_norm", "d qkv", "d x", "d gamma", "d beta"];
+    let names = ["attention", "layer_norm", "linear", "d qkv", "d x", "d gamma", "d beta", "d weight", "d bias"];
     let errors = names
         .into_iter()
         .zip(fused.into_iter().zip(composed))

@@ -120,11 +120,16 @@ pub(crate) fn block(d: usize, heads: usize, mlp_ratio: f64, drop_path: f64, xavi
     }
 }
 
-/// A Linear in bf16: input, weight and bias cast (the casts are differentiable, and the
-/// gradient reaches the f32 weight as f32).
-fn linear_bf16<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
-    let bf = FloatDType::BF16;
-    burn::tensor::module::linear(x.cast(bf), l.weight.val().cast(bf), l.bias.as_ref().map(|b| b.val().cast(bf)))
+/// A Linear on `[rows, dim]`, in bf16 when asked: input, weight and bias cast (the casts are
+/// differentiable, and the gradient reaches the f32 weight as f32). The bias is added by the
+/// product where the backend can (see `fused::linear`).
+pub(crate) fn linear_2d(l: &Linear, x: Tensor<2>, bf16: bool) -> Tensor<2> {
+    let (w, b) = (l.weight.val(), l.bias.as_ref().map(|b| b.val()));
+    if bf16 {
+        let bf = FloatDType::BF16;
+        return fused::linear(x.cast(bf), w.cast(bf), b.map(|b| b.cast(bf)));
+    }
+    fused::linear(x, w, b)
 }
 
 /// A Linear on `[batch, tokens, dim]` as one `[batch * tokens, dim]` product, as PyTorch's
@@ -133,8 +138,7 @@ fn linear_bf16<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// GEMMs of 197 rows each instead of one large one.
 pub(crate) fn linear_tokens(l: &Linear, x: Tensor<3>, bf16: bool) -> Tensor<3> {
     let [b, n, c] = x.dims();
-    let x = x.reshape([b * n, c]);
-    let y = if bf16 { linear_bf16(l, x) } else { l.forward(x) };
+    let y = linear_2d(l, x.reshape([b * n, c]), bf16);
     let out = y.dims()[1];
     y.reshape([b, n, out])
 }
@@ -201,15 +205,8 @@ impl Attention {
 
     /// With `bf16`, in bf16 from the qkv projection to the output projection.
     fn forward_in(&self, x: Tensor<3>, bf16: bool) -> Tensor<3> {
-        let [b, n, c] = x.dims();
-        let h = self.num_heads;
-        let lin = |l: &Linear, x: Tensor<3>| linear_tokens(l, x, bf16);
-        let qkv = lin(&self.qkv, x).reshape([b, n, 3, h, c / h]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, dh]
-        let q: Tensor<4> = qkv.clone().slice([0..1]).squeeze_dim(0);
-        let k: Tensor<4> = qkv.clone().slice([1..2]).squeeze_dim(0);
-        let v: Tensor<4> = qkv.slice([2..3]).squeeze_dim(0);
-        let o = fused::attention(q, k, v); // [b, h, n, dh]
-        lin(&self.proj, o.swap_dims(1, 2).reshape([b, n, c]))
+        let qkv = linear_tokens(&self.qkv, x, bf16); // [b, n, 3 * c]
+        linear_tokens(&self.proj, fused::qkv_attention(qkv, self.num_heads), bf16)
     }
 }
 
@@ -263,7 +260,7 @@ impl VisionTransformer {
             (None, Some(n)) => norm(n, x).slice([0..b, 0..1, 0..d]).squeeze_dim(1),
             (None, None) => unreachable!("a ViT has either norm or fc_norm"),
         };
-        self.head.forward(pooled)
+        linear_2d(&self.head, pooled, false)
     }
 }
 
