@@ -114,7 +114,7 @@ fn census(_by_shape: bool, _step: impl FnOnce() -> Result<(), String>) -> Result
 
 fn stats(what: String, r: &StepRequest, Timed { first, times, kernels }: Timed, forward_flops_per_image: f64) -> StepStats {
     let (batch, peak_tflops) = (r.batch, r.peak_tflops);
-    let what = if crate::model::fused::enabled() { what } else { format!("{what}, unfused attention + LayerNorm + burn's AdamW") };
+    let what = if crate::model::fused::enabled() { what } else { format!("{what}, unfused attention + LayerNorm + linear + burn's AdamW") };
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];

@@ -139,8 +139,9 @@ enum BenchCommand {
         decoder_dim: usize,
         #[arg(long, default_value_t = 16)]
         decoder_heads: usize,
-        /// Run attention and LayerNorm as burn's composition of primitives instead of one fused
-        /// operation each, and burn's AdamW update (on LibTorch), to measure what fusing buys.
+        /// Run attention, LayerNorm and the linear layers as burn's composition of primitives
+        /// instead of one fused operation each, and burn's AdamW (on LibTorch), to measure what
+        /// fusing buys.
         #[arg(long)]
         unfused: bool,
         /// After the timed steps, run one more under a census of the kernels PyTorch runs, and

@@ -95,7 +95,7 @@ fn fused_check_compares_both_paths_and_the_unfused_step_says_so() {
     c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--warmup", "1"]);
     c.args(["--only", "finetune", "--unfused", "--json"]);
     let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
-    assert!(v[0]["what"].as_str().unwrap().ends_with("unfused attention + LayerNorm + burn's AdamW"), "{v}");
+    assert!(v[0]["what"].as_str().unwrap().ends_with("unfused attention + LayerNorm + linear + burn's AdamW"), "{v}");
     let mut c = dir.maestro();
     c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "2", "--warmup", "1"]);
     c.args(["--phase", "optimizer", "--json"]);
