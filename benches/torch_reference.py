@@ -93,7 +93,8 @@ NOT_KERNELS = {
     "aten::requires_grad_", "aten::result_type", "aten::_has_compatible_shallow_copy_type",
     "aten::is_same_size", "aten::set_", "aten::resize_", "aten::pin_memory", "aten::_pin_memory",
     "aten::is_pinned", "aten::numpy_T", "aten::matrix_H", "aten::mT", "aten::_unsafe_split",
-        "aten::new_empty", "aten::new_empty_strided", "aten::broadcast_to", "aten::as_strided_", "aten::dropout"}
+        "aten::new_empty", "aten::new_empty_strided", "aten::broadcast_to", "aten::as_strided_", "aten::dropout",
+    "aten::_fused_sdp_choice"}
 
 
 # Matrix products, kernels even where they run another (the CPU's addmm copies its bias first).
@@ -104,7 +105,9 @@ PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addb
 def census(run):
     """The kernels `run()` makes PyTorch run: `aten::` operations outside NOT_KERNELS none of whose
     descendants is outside it, and the PRODUCTS, with how often each ran and the elements of its
-    tensor inputs (0-d tensors and tensor lists count none), sorted by name."""
+    tensor inputs (0-d tensors and tensor lists count none), sorted by name. PyTorch's profiler
+    sees the calling thread and the autograd engine's; maestro's census sees every thread (its
+    steps run PyTorch on one)."""
     from torch.autograd.profiler import profile
     with profile(record_shapes=True) as prof:
         run()

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -59,7 +60,8 @@ const std::unordered_set<std::string> &not_kernels() {
         "aten::requires_grad_", "aten::result_type", "aten::_has_compatible_shallow_copy_type",
         "aten::is_same_size", "aten::set_", "aten::resize_", "aten::pin_memory", "aten::_pin_memory",
         "aten::is_pinned", "aten::numpy_T", "aten::matrix_H", "aten::mT", "aten::_unsafe_split",
-        "aten::new_empty", "aten::new_empty_strided", "aten::broadcast_to", "aten::as_strided_", "aten::dropout"};
+        "aten::new_empty", "aten::new_empty_strided", "aten::broadcast_to", "aten::as_strided_", "aten::dropout",
+        "aten::_fused_sdp_choice"};
     return names;
 }
 
@@ -81,7 +83,7 @@ struct Census {
     std::map<std::string, std::pair<int64_t, int64_t>> kernels;  // name -> (count, input elements)
     at::CallbackHandle handle = 0;
     bool on = false;
-    bool by_shape = false;
+    std::atomic<bool> by_shape{false};  // read by every thread's callback, outside the lock
 };
 
 Census &census() {
@@ -105,7 +107,7 @@ std::unique_ptr<at::ObserverContext> census_start(const at::RecordFunction &fn) 
     Frame f;
     for (const c10::IValue &v : fn.inputs()) {
         f.elements += elements(v);
-        if (census().by_shape && v.isTensor() && v.toTensor().defined()) {
+        if (census().by_shape.load(std::memory_order_relaxed) && v.isTensor() && v.toTensor().defined()) {
             std::ostringstream o;
             o << ' ' << v.toTensor().scalar_type() << v.toTensor().sizes() << v.toTensor().strides();
             f.shapes += o.str();
@@ -123,7 +125,7 @@ void census_end(const at::RecordFunction &fn, at::ObserverContext *) {
     if ((f.has_kernel_below && !products().count(name)) || name.rfind("aten::", 0) != 0) return;
     Census &c = census();
     std::lock_guard<std::mutex> g(c.lock);
-    auto &k = c.kernels[c.by_shape ? name + f.shapes : name];
+    auto &k = c.kernels[c.by_shape.load(std::memory_order_relaxed) ? name + f.shapes : name];
     k.first += 1;
     k.second += f.elements;
 }
@@ -140,7 +142,7 @@ char *maestro_census_start(int by_shape) {
         std::lock_guard<std::mutex> g(c.lock);
         if (c.on) at::removeCallback(c.handle);
         c.kernels.clear();
-        c.by_shape = by_shape != 0;
+        c.by_shape.store(by_shape != 0);
         c.handle = at::addGlobalCallback(at::RecordFunctionCallback(census_start, census_end)
                                              .needsInputs(true)
                                              .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
@@ -193,8 +195,9 @@ char *maestro_grad_edge(at::Tensor *output, void **edge) {
 void maestro_edge_free(void *edge) { delete static_cast<torch::autograd::Edge *>(edge); }
 
 // d inputs of sum(output * grad), through the graph recorded from `inputs` (leaves that require
-// grad) to the output whose edge is `edge` (freed afterwards), as torch.autograd.grad computes
-// it. An input the output does not depend on gets zeros.
+// grad) to the output whose edge is `edge`, as torch.autograd.grad computes it; the graph's
+// saved tensors are released afterwards (the edge itself is freed by maestro_edge_free). An input
+// the output does not depend on gets zeros.
 char *maestro_vjp(void *edge, at::Tensor *grad, at::Tensor **inputs, int n_in, at::Tensor **result) {
     try {
         using namespace torch::autograd;

@@ -131,12 +131,40 @@ pub fn upload_pinned(data: &[f32], shape: &[usize], device_index: usize) -> Tens
 /// Each kernel name (with `by_shape`, followed by the dtype, sizes and strides of its tensor
 /// inputs) with how often it ran and the elements of its tensor inputs, summed; sorted by name.
 pub fn census<R>(by_shape: bool, f: impl FnOnce() -> R) -> (R, Vec<(String, u64, u64)>) {
+    /// Stops the census however `f` ends: a census left running would slow every operation of
+    /// the process.
+    struct Running;
+    impl Running {
+        fn stop(self) -> String {
+            std::mem::forget(self);
+            stop_census()
+        }
+    }
+    impl Drop for Running {
+        // Only on a panic out of `f`: stop without panicking again.
+        fn drop(&mut self) {
+            let mut text = std::ptr::null_mut::<libc::c_char>();
+            let error = unsafe { maestro_census_stop(&mut text) };
+            unsafe {
+                libc::free(text.cast());
+                libc::free(error.cast());
+            }
+        }
+    }
+    fn stop_census() -> String {
+        let mut text = std::ptr::null_mut::<libc::c_char>();
+        check(unsafe { maestro_census_stop(&mut text) }, "stopping the operation census");
+        if text.is_null() {
+            return String::new(); // out of memory for the text
+        }
+        let lines = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned();
+        unsafe { libc::free(text.cast()) };
+        lines
+    }
     check(unsafe { maestro_census_start(by_shape as i32) }, "starting the operation census");
+    let running = Running;
     let r = f();
-    let mut text = std::ptr::null_mut::<libc::c_char>();
-    check(unsafe { maestro_census_stop(&mut text) }, "stopping the operation census");
-    let lines = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned();
-    unsafe { libc::free(text.cast()) };
+    let lines = running.stop();
     let counts = lines
         .lines()
         .filter_map(|l| {

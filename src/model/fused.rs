@@ -181,10 +181,17 @@ mod libtorch {
             (TorchGraph { edge, leaves, keep }, burn_out)
         }
 
-        /// The gradients of the leaves for `grad` on the output.
+        /// The gradients of the leaves for `grad` on the output. Each becomes a burn tensor of
+        /// its own, which burn may accumulate into in place, so two that share memory (as an
+        /// addition's backward could return) are made distinct first.
         fn vjp(self, grad: TchTensor) -> Vec<TchTensor> {
             let leaves: Vec<&tch::Tensor> = self.leaves.iter().collect();
-            self.edge.vjp(&grad.tensor, &leaves).into_iter().map(TchTensor::new).collect()
+            let mut out: Vec<tch::Tensor> = Vec::with_capacity(leaves.len());
+            for g in self.edge.vjp(&grad.tensor, &leaves) {
+                let shared = out.iter().any(|o| o.data_ptr() == g.data_ptr());
+                out.push(if shared { g.copy() } else { g });
+            }
+            out.into_iter().map(TchTensor::new).collect()
         }
     }
 
