@@ -12,7 +12,7 @@ so maestro's numbers can be given as ratios.
       optimizer times only the inference forward (loss read back), forward + backward, or the
       AdamW update on random gradients, as maestro bench --phase. --ops adds, per measurement, a
       census of the kernels one more step runs (as maestro bench step --ops: the rule is
-      NOT_KERNELS and census() below, mirrored from csrc/torch_ops.cpp); on the CPU it also
+      census() below, with the lists of csrc/torch_ops.cpp); on the CPU it also
       measures bf16 autocast, for that census, as it does when --variants names it.
   python benches/torch_reference.py pipeline FILES_OR_DIRS... [--input-size 224] [--rounds 3]
       PIL decode + MAE's training transform (timm create_transform: RandomResizedCrop bicubic,
@@ -80,43 +80,36 @@ def pipeline(args):
                       "transform_errors": errors}))
 
 
-# Operations that launch no kernel of their own: views, allocations, and composites whose work
-# shows in the operations they run. The same list as csrc/torch_ops.cpp's not_kernels().
-NOT_KERNELS = {
-    "aten::as_strided", "aten::view", "aten::_reshape_alias", "aten::reshape", "aten::flatten",
-    "aten::unflatten", "aten::expand", "aten::expand_as", "aten::permute", "aten::transpose",
-    "aten::t", "aten::slice", "aten::select", "aten::squeeze", "aten::unsqueeze", "aten::alias",
-    "aten::detach", "aten::detach_", "aten::empty", "aten::empty_strided", "aten::empty_like",
-    "aten::resolve_conj", "aten::resolve_neg", "aten::_unsafe_view", "aten::lift_fresh",
-    "aten::contiguous", "aten::unbind", "aten::split", "aten::split_with_sizes", "aten::chunk",
-    "aten::narrow", "aten::view_as", "aten::movedim", "aten::swapaxes", "aten::to",
-    "aten::requires_grad_", "aten::result_type", "aten::_has_compatible_shallow_copy_type",
-    "aten::is_same_size", "aten::set_", "aten::resize_", "aten::pin_memory", "aten::_pin_memory",
-    "aten::is_pinned", "aten::numpy_T", "aten::matrix_H", "aten::mT", "aten::_unsafe_split",
-        "aten::new_empty", "aten::new_empty_strided", "aten::broadcast_to", "aten::as_strided_", "aten::dropout",
-    "aten::_fused_sdp_choice"}
-
-
-# Matrix products, kernels even where they run another (the CPU's addmm copies its bias first).
-PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::_addmm_activation",
-            "aten::mv", "aten::addmv"}
+def cpp_names(function):
+    """The operation names `function()` in csrc/torch_ops.cpp lists: maestro's census rule, read
+    from its one source so both censuses apply the same."""
+    import re
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "csrc", "torch_ops.cpp")) as f:
+        body = re.search(r"&" + function + r"\(\) \{(.*?)return names;", f.read(), re.S)
+    if body is None:
+        sys.exit(f"csrc/torch_ops.cpp has no {function}() list")
+    return set(re.findall(r'"(aten::[^"]+)"', body.group(1)))
 
 
 def census(run):
-    """The kernels `run()` makes PyTorch run: `aten::` operations outside NOT_KERNELS none of whose
-    descendants is outside it, and the PRODUCTS, with how often each ran and the elements of its
+    """The kernels `run()` makes PyTorch run: `aten::` operations that are not in `not_kernels`
+    and none of whose descendants is outside it, and the `products`, with how often each ran and the elements of its
     tensor inputs (0-d tensors and tensor lists count none), sorted by name. PyTorch's profiler
     sees the calling thread and the autograd engine's; maestro's census sees every thread (its
     steps run PyTorch on one)."""
+    # Operations that launch no kernel of their own (views, allocations, and composites whose
+    # work shows in the operations they run), and the matrix products, kernels even where they
+    # run another (the CPU's addmm copies its bias first).
+    not_kernels, products = cpp_names("not_kernels"), cpp_names("products")
     from torch.autograd.profiler import profile
     with profile(record_shapes=True) as prof:
         run()
 
     def runs_kernels(e):
-        return any(c.name not in NOT_KERNELS or runs_kernels(c) for c in e.cpu_children)
+        return any(c.name not in not_kernels or runs_kernels(c) for c in e.cpu_children)
     out = {}
     for e in prof.function_events:
-        if not e.name.startswith("aten::") or e.name in NOT_KERNELS or (runs_kernels(e) and e.name not in PRODUCTS):
+        if not e.name.startswith("aten::") or e.name in not_kernels or (runs_kernels(e) and e.name not in products):
             continue
         elements = 0
         for shape in e.input_shapes or []:
