@@ -288,11 +288,19 @@ def kind_of(what):
 
 
 def census_diff(args):
-    with open(args.maestro) as f:
-        ours = [m for m in json.load(f) if m.get("kernels") is not None]
-    with open(args.torch) as f:
-        theirs = [m for m in map(json.loads, filter(str.strip, f)) if m.get("kernels") is not None
-                  and "torch.compile" not in m["what"]]
+    try:
+        with open(args.maestro) as f:
+            ours = [m for m in json.load(f) if m.get("kernels") is not None]
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        sys.exit(f"{args.maestro}: not the output of maestro bench step --ops --json ({e})")
+    try:
+        with open(args.torch) as f:
+            theirs = [m for m in map(json.loads, filter(str.strip, f)) if m.get("kernels") is not None
+                      and "torch.compile" not in m["what"]]
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        sys.exit(f"{args.torch}: not the output of torch_reference.py step --ops ({e})")
+    if not ours or not theirs:
+        sys.exit("census-diff: no census in " + (args.maestro if not ours else args.torch))
     for m in ours:
         match = [t for t in theirs if kind_of(t["what"]) == kind_of(m["what"])]
         if not match:
