@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::augment::{EvalTransform, MixupCutmix, TrainTransform, smoothed_targets};
 use super::catalog::Item;
-use super::image::{ReadFailures, SplitReader};
+use super::image::{Image, ReadFailures, SplitReader};
 
 /// A split ready to be read: its items and a reader for them.
 pub struct SplitData {
@@ -94,10 +94,24 @@ fn make_train_batch(
 ) -> Batch {
     let size = transform.input_size;
     let c = data.channels as usize;
-    let n = c * size * size;
-    // Each sample is written into its place of the batch by the thread that made it: on many
-    // cores a serial gather of the batch (77 MB at 128 x 224 px) would cost as much as the
-    // augmentation itself.
+    let (mut images, labels) = gather(data, idx, c * size * size, |i, img| {
+        let mut rng = sample_rng(seed, epoch, i as u64);
+        transform.apply(img, &mut rng)
+    });
+    let mut rng = sample_rng(seed, epoch, (1u64 << 62) + batch_no);
+    let targets = match mix {
+        Some(m) => m.apply(&mut images, c, size, size, &labels, &mut rng),
+        None => Vec::new(),
+    };
+    Batch { size: labels.len(), images, channels: c, height: size, width: size, labels, targets }
+}
+
+/// The items `idx` read and made into samples of `n` floats by `make` (given the item's index) on
+/// all cores, each written into its place of one batch buffer by the thread that made it: on
+/// many cores a serial gather of the batch (77 MB at 128 x 224 px) would cost as much as the
+/// augmentation itself. Unreadable images are recorded and leave the batch. Returns the images
+/// and their labels, in `idx` order.
+fn gather(data: &SplitData, idx: &[usize], n: usize, make: impl Fn(usize, &Image) -> Vec<f32> + Sync) -> (Vec<f32>, Vec<u32>) {
     let mut images = vec![0f32; idx.len() * n];
     let labels: Vec<Option<u32>> = images
         .par_chunks_mut(n.max(1))
@@ -106,8 +120,7 @@ fn make_train_batch(
             let item = &data.items[i];
             match data.reader.read(&item.key, data.channels) {
                 Ok(img) => {
-                    let mut rng = sample_rng(seed, epoch, i as u64);
-                    slot.copy_from_slice(&transform.apply(&img, &mut rng));
+                    slot.copy_from_slice(&make(i, &img));
                     Some(item.label)
                 }
                 Err(e) => {
@@ -117,56 +130,43 @@ fn make_train_batch(
             }
         })
         .collect();
-    let labels: Vec<u32> = if labels.iter().all(Option::is_some) {
-        labels.into_iter().flatten().collect()
-    } else {
-        // Unreadable images leave the batch: close the gaps they left.
-        let mut kept = Vec::with_capacity(labels.len());
-        for (k, label) in labels.iter().enumerate() {
-            if let Some(label) = label {
-                images.copy_within(k * n..(k + 1) * n, kept.len() * n);
-                kept.push(*label);
-            }
+    if labels.iter().all(Option::is_some) {
+        return (images, labels.into_iter().flatten().collect());
+    }
+    // Unreadable images leave the batch: close the gaps they left.
+    let mut kept = Vec::with_capacity(labels.len());
+    for (k, label) in labels.iter().enumerate() {
+        if let Some(label) = label {
+            images.copy_within(k * n..(k + 1) * n, kept.len() * n);
+            kept.push(*label);
         }
-        images.truncate(kept.len() * n);
-        kept
-    };
-    let mut rng = sample_rng(seed, epoch, (1u64 << 62) + batch_no);
-    let targets = match mix {
-        Some(m) => m.apply(&mut images, c, size, size, &labels, &mut rng),
-        None => Vec::new(),
-    };
-    Batch { size: labels.len(), images, channels: c, height: size, width: size, labels, targets }
+    }
+    images.truncate(kept.len() * n);
+    (images, kept)
 }
 
-/// Evaluation batches in split order, all items (no drop_last).
-pub fn eval_batches<'a>(data: &'a SplitData, transform: &EvalTransform, batch: usize) -> impl Iterator<Item = Batch> + 'a {
+/// Evaluation batches in split order, all items (no drop_last), each made while the caller works
+/// on the one before: a thread of `scope` prepares one batch ahead.
+pub fn eval_batches<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    data: &'env SplitData,
+    transform: &'env EvalTransform,
+    batch: usize,
+) -> Receiver<Batch> {
+    let (tx, rx) = sync_channel(1);
     let c = data.channels as usize;
     let size = transform.input_size;
-    let transform = transform.clone();
-    (0..data.items.len()).step_by(batch.max(1)).map(move |start| {
-        let end = (start + batch).min(data.items.len());
-        let samples: Vec<Option<(Vec<f32>, u32)>> = (start..end)
-            .into_par_iter()
-            .map(|i| {
-                let item = &data.items[i];
-                match data.reader.read(&item.key, data.channels) {
-                    Ok(img) => Some((transform.apply(&img), item.label)),
-                    Err(e) => {
-                        data.failures.record(data.reader.describe(&item.key), e);
-                        None
-                    }
-                }
-            })
-            .collect();
-        let mut images = Vec::with_capacity((end - start) * c * size * size);
-        let mut labels = Vec::new();
-        for (img, label) in samples.into_iter().flatten() {
-            images.extend_from_slice(&img);
-            labels.push(label);
+    scope.spawn(move || {
+        let all: Vec<usize> = (0..data.items.len()).collect();
+        for idx in all.chunks(batch.max(1)) {
+            let (images, labels) = gather(data, idx, c * size * size, |_, img| transform.apply(img));
+            let b = Batch { size: labels.len(), images, channels: c, height: size, width: size, labels, targets: Vec::new() };
+            if tx.send(b).is_err() {
+                return; // the caller stopped early
+            }
         }
-        Batch { size: labels.len(), images, channels: c, height: size, width: size, labels, targets: Vec::new() }
-    })
+    });
+    rx
 }
 
 /// Soft targets for a batch without mixing (label smoothing only).
@@ -254,5 +254,27 @@ mod tests {
             }
         }
         assert_eq!(data.failures.count(), 6);
+    }
+
+    /// Evaluation batches, made one ahead on a thread, are the serial loop's: split order, every
+    /// readable item, the unreadable one left out, the last batch partial.
+    #[test]
+    fn eval_batches_equal_the_serial_loop() {
+        let (h, w, count) = (12u32, 10u32, 9usize);
+        let pixels = (0..count * (h * w) as usize).map(|i| ((i * 37 + i / 7) % 251) as u8).collect();
+        let items = (0..count).map(|i| Item { key: ItemKey::Index(if i == 4 { 99 } else { i as u32 }), label: (i % 3) as u32 }).collect();
+        let data = SplitData { reader: SplitReader::Idx { pixels, height: h, width: w }, items, channels: 1, failures: ReadFailures::default() };
+        let tf = EvalTransform::new(8, crate::data::augment::Normalize::for_channels(1));
+        let got: Vec<Batch> = std::thread::scope(|s| eval_batches(s, &data, &tf, 4).into_iter().collect());
+        assert_eq!(got.iter().map(|b| b.size).collect::<Vec<_>>(), [4, 3, 1]);
+        for (b, batch) in got.iter().enumerate() {
+            let (mut images, mut labels) = (Vec::new(), Vec::new());
+            for i in (4 * b..(4 * b + 4).min(count)).filter(|&i| i != 4) {
+                images.extend(tf.apply(&data.reader.read(&data.items[i].key, 1).unwrap()));
+                labels.push(data.items[i].label);
+            }
+            assert_eq!((&batch.images, &batch.labels), (&images, &labels), "batch {b}");
+        }
+        assert_eq!(data.failures.count(), 1);
     }
 }

@@ -142,24 +142,27 @@ fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransfo
     let model = model.valid();
     let k = classes.min(5);
     let (mut n, mut loss, mut c1, mut c5) = (0usize, 0f64, 0usize, 0usize);
-    for mut b in eval_batches(data, transform, batch) {
-        if b.size == 0 {
-            continue;
+    // Batches are read and transformed on all cores, one ahead of the model.
+    std::thread::scope(|scope| {
+        for mut b in eval_batches(scope, data, transform, batch) {
+            if b.size == 0 {
+                continue;
+            }
+            let logits = model.forward(to_images(&mut b, device));
+            let values: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits");
+            for (row, &label) in values.chunks_exact(classes).zip(&b.labels) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+                loss += (lse - row[label as usize]) as f64;
+                let target = row[label as usize];
+                // Rank = how many classes score higher (ties counted against, as torch.topk may).
+                let higher = row.iter().filter(|&&v| v > target).count();
+                c1 += usize::from(higher < 1);
+                c5 += usize::from(higher < k);
+            }
+            n += b.size;
         }
-        let logits = model.forward(to_images(&mut b, device));
-        let values: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits");
-        for (row, &label) in values.chunks_exact(classes).zip(&b.labels) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
-            loss += (lse - row[label as usize]) as f64;
-            let target = row[label as usize];
-            // Rank = how many classes score higher (ties counted against, as torch.topk may).
-            let higher = row.iter().filter(|&&v| v > target).count();
-            c1 += usize::from(higher < 1);
-            c5 += usize::from(higher < k);
-        }
-        n += b.size;
-    }
+    });
     let n = n.max(1) as f64;
     Eval { loss: loss / n, top1: 100.0 * c1 as f64 / n, top5: 100.0 * c5 as f64 / n }
 }
