@@ -234,13 +234,18 @@ mod tests {
         (images, labels, targets)
     }
 
-    #[test]
-    fn parallel_batches_equal_the_serial_loop_with_mixing_and_unreadable_images() {
+    /// Nine 12x10 grey images in three classes; item 4 points past the end of the pixels, so it
+    /// is unreadable and leaves its batch.
+    fn nine_items_one_unreadable() -> SplitData {
         let (h, w, count) = (12u32, 10u32, 9usize);
         let pixels = (0..count * (h * w) as usize).map(|i| ((i * 37 + i / 7) % 251) as u8).collect();
-        // Item 4 points past the end of the pixels: unreadable, so it leaves its batch.
         let items = (0..count).map(|i| Item { key: ItemKey::Index(if i == 4 { 99 } else { i as u32 }), label: (i % 3) as u32 }).collect();
-        let data = SplitData { reader: SplitReader::Idx { pixels, height: h, width: w }, items, channels: 1, failures: ReadFailures::default() };
+        SplitData { reader: SplitReader::Idx { pixels, height: h, width: w }, items, channels: 1, failures: ReadFailures::default() }
+    }
+
+    #[test]
+    fn parallel_batches_equal_the_serial_loop_with_mixing_and_unreadable_images() {
+        let data = nine_items_one_unreadable();
         let tf = TrainTransform::new(8, crate::data::augment::Normalize::for_channels(1));
         for (mixup_alpha, cutmix_alpha) in [(0.8, 0.0), (0.0, 1.0), (0.0, 0.0)] {
             let mix = MixupCutmix { mixup_alpha, cutmix_alpha, prob: 1.0, switch_prob: 0.5, label_smoothing: 0.1, num_classes: 3 };
@@ -260,10 +265,7 @@ mod tests {
     /// readable item, the unreadable one left out, the last batch partial.
     #[test]
     fn eval_batches_equal_the_serial_loop() {
-        let (h, w, count) = (12u32, 10u32, 9usize);
-        let pixels = (0..count * (h * w) as usize).map(|i| ((i * 37 + i / 7) % 251) as u8).collect();
-        let items = (0..count).map(|i| Item { key: ItemKey::Index(if i == 4 { 99 } else { i as u32 }), label: (i % 3) as u32 }).collect();
-        let data = SplitData { reader: SplitReader::Idx { pixels, height: h, width: w }, items, channels: 1, failures: ReadFailures::default() };
+        let (data, count) = (nine_items_one_unreadable(), 9);
         let tf = EvalTransform::new(8, crate::data::augment::Normalize::for_channels(1));
         let got: Vec<Batch> = std::thread::scope(|s| eval_batches(s, &data, &tf, 4).into_iter().collect());
         assert_eq!(got.iter().map(|b| b.size).collect::<Vec<_>>(), [4, 3, 1]);
