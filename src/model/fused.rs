@@ -21,6 +21,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::module::Param;
@@ -55,15 +56,7 @@ pub trait FusedOps: Backend {
     /// Softmax attention of `heads` heads on a qkv projection `[b, n, 3 * c]` (timm's layout:
     /// q, k, v, each heads x head dim), its output back as `[b, n, c]`.
     fn fused_qkv_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
-        let [b, n, c3] = qkv.shape().dims::<3>();
-        let dh = c3 / 3 / heads;
-        let qkv = Self::float_permute(Self::float_reshape(qkv, Shape::new([b, n, 3, heads, dh])), &[2, 0, 3, 1, 4]);
-        let part = |i: isize| {
-            let slices = [Slice::new(i, Some(i + 1), 1), Slice::full(), Slice::full(), Slice::full(), Slice::full()];
-            Self::float_reshape(Self::float_slice(qkv.clone(), &slices), Shape::new([b, heads, n, dh]))
-        };
-        let o = Self::fused_attention(part(0), part(1), part(2));
-        Self::float_reshape(Self::float_swap_dims(o, 1, 2), Shape::new([b, n, c3 / 3]))
+        compose_qkv_attention::<Self>(qkv, heads, Self::fused_attention)
     }
 
     /// `x weight + bias`: x `[m, d_in]`, weight `[d_in, d_out]` (burn's layout), bias `[d_out]`.
@@ -342,11 +335,27 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, epsilon: f64) 
 }
 
 fn composed_qkv_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
-    let [b, n, c3] = qkv.dims();
-    let qkv = qkv.reshape([b, n, 3, heads, c3 / 3 / heads]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, dh]
-    let [q, k, v]: [Tensor<4>; 3] = core::array::from_fn(|i| qkv.clone().slice([i..i + 1]).squeeze_dim(0));
-    let o = burn::tensor::module::attention(q, k, v, None, None, AttentionModuleOptions::default());
-    o.swap_dims(1, 2).reshape([b, n, c3 / 3])
+    let attention = |q, k, v| <Dispatch as ModuleOps<Dispatch>>::attention(q, k, v, None, None, AttentionModuleOptions::default());
+    Tensor::from_dispatch(compose_qkv_attention::<Dispatch>(qkv.into_dispatch(), heads, attention))
+}
+
+/// timm's attention between the projections composed from `B`'s primitives around `attention`
+/// (`[b, h, n, d_head]` each): `[b, n, 3c]` split into q, k, v of `heads` heads, the output's
+/// heads merged back into `[b, n, c]`.
+fn compose_qkv_attention<B: Backend>(
+    qkv: FloatTensor<B>,
+    heads: usize,
+    attention: impl Fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [b, n, c3] = qkv.shape().dims::<3>();
+    let dh = c3 / 3 / heads;
+    let qkv = B::float_permute(B::float_reshape(qkv, Shape::new([b, n, 3, heads, dh])), &[2, 0, 3, 1, 4]);
+    let part = |i: isize| {
+        let slices = [Slice::new(i, Some(i + 1), 1), Slice::full(), Slice::full(), Slice::full(), Slice::full()];
+        B::float_reshape(B::float_slice(qkv.clone(), &slices), Shape::new([b, heads, n, dh]))
+    };
+    let o = attention(part(0), part(1), part(2));
+    B::float_reshape(B::float_swap_dims(o, 1, 2), Shape::new([b, n, c3 / 3]))
 }
 
 fn fused_layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> Tensor<D> {
