@@ -259,6 +259,16 @@ pub fn is_libtorch(_device: &burn::tensor::Device) -> bool {
     false
 }
 
+/// burn draws every random number (a seed, a model's initial weights, random tensors, drop path)
+/// from one generator per backend, shared by all threads. The library's tests run in parallel
+/// threads of one process, so each test that draws holds this lock while it does: a seeded test
+/// then gets the same numbers on every run, whatever runs beside it.
+#[cfg(test)]
+pub(crate) fn burn_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The device the model tests (unit and integration) run on: burn's CPU backend, or the one
 /// `MAESTRO_TEST_DEVICE` names (`libtorch-cpu`, `libtorch-cuda:0`, `cuda:0`) in a build that has
 /// it, to check another backend computes and trains the same way.

@@ -247,6 +247,7 @@ mod tests {
 
     #[test]
     fn patchify_round_trips_and_orders_channel_fastest() {
+        let _rng = crate::device::burn_rng();
         let dev = Device::flex();
         let cfg = small(VitShape { image_size: 4, patch_size: 2, in_chans: 3, embed_dim: 8, depth: 1, num_heads: 2, mlp_ratio: 2.0 }, 8);
         let m = cfg.init(&dev);
@@ -263,6 +264,7 @@ mod tests {
 
     #[test]
     fn bf16_blocks_give_nearly_the_f32_loss() {
+        let _rng = crate::device::burn_rng();
         let dev = Device::flex();
         let cfg = small(VitShape { image_size: 16, patch_size: 4, in_chans: 3, embed_dim: 32, depth: 2, num_heads: 2, mlp_ratio: 4.0 }, 16);
         let m = cfg.init(&dev);

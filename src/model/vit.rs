@@ -280,6 +280,7 @@ mod tests {
 
     #[test]
     fn shapes_and_param_count() {
+        let _rng = crate::device::burn_rng();
         let dev = Device::flex();
         for gp in [true, false] {
             let m = tiny(gp).init(&dev);
@@ -291,6 +292,7 @@ mod tests {
 
     #[test]
     fn drop_path_rates_are_linspace() {
+        let _rng = crate::device::burn_rng();
         let m = VitConfig { drop_path: 0.3, ..tiny(true) }.init(&Device::flex());
         let rates: Vec<f64> = m.blocks.iter().map(|b| b.drop_path.prob).collect();
         assert_eq!(rates, vec![0.0, 0.3]);
@@ -298,6 +300,7 @@ mod tests {
 
     #[test]
     fn eval_forward_is_deterministic_despite_drop_path() {
+        let _rng = crate::device::burn_rng();
         let dev = Device::flex();
         let m = tiny(true).init(&dev);
         let x = Tensor::<4>::random([2, 1, 8, 8], Distribution::Default, &dev);
@@ -311,6 +314,7 @@ mod tests {
     /// bit-identical (bf16 really computes), and the parameters stay f32.
     #[test]
     fn bf16_mixed_precision_follows_the_f32_loss_curve() {
+        let _rng = crate::device::burn_rng();
         use burn::optim::GradientsParams;
         use burn::tensor::activation::log_softmax;
         // One model and one batch for both runs. The batch comes from a local RNG and the

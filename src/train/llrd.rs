@@ -157,6 +157,7 @@ mod tests {
 
     #[test]
     fn vit_b_has_timms_152_parameters_in_order() {
+        let _rng = crate::device::burn_rng();
         let cfg = VitConfig { shape: VitShape::preset("vit_base_patch16").unwrap(), num_classes: 1000, drop_path: 0.1, global_pool: true, bf16: false };
         let model = cfg.init(&Device::flex());
         let r = param_recipes(&model, 12, 0.75, 0.05);
