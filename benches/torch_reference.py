@@ -14,6 +14,8 @@ so maestro's numbers can be given as ratios.
       census of the kernels one more step runs (as maestro bench step --ops: the rule is
       census() below, with the lists of csrc/torch_ops.cpp); on the CPU it also
       measures bf16 autocast, for that census, as it does when --variants names it.
+      --kernel-times adds one more step under PyTorch's profiler, as maestro bench step
+      --kernel-times: on CUDA each kernel's GPU time and how long the GPU was busy.
   python benches/torch_reference.py pipeline FILES_OR_DIRS... [--input-size 224] [--rounds 3]
       PIL decode + MAE's training transform (timm create_transform: RandomResizedCrop bicubic,
       flip, rand-m9-mstd0.5-inc1, erasing 0.25, normalise) on one core, per image.
@@ -21,6 +23,10 @@ so maestro's numbers can be given as ratios.
       Side by side, per kernel, the censuses of `maestro bench step --ops --json` and of this
       script's `step --ops`, each maestro step paired with the PyTorch one of the same kind
       (fine-tune or pre-training) and precision.
+  python benches/torch_reference.py time-diff MAESTRO_JSON TORCH_JSONL
+      The same pairing for the profiles of `--kernel-times`: wall, busy and idle time of the
+      step, GPU time by kind of kernel (matrix products, attention, LayerNorm, elementwise...),
+      and the kernels whose time differs most.
   python benches/torch_reference.py make-jpegs OUT_DIR [--count 200]
       ImageNet-like JPEG files (500x375 and 375x500, quality 90) for the pipeline benchmarks.
 
@@ -182,28 +188,64 @@ def time_steps(step, steps, warmup, device, prepare=None):
     return (first or times[0], times), peak
 
 
-def report(what, batch, timed, peak, kernels=None):
+def report(what, batch, timed, peak, extras=None):
     first, times = timed
     out = {"what": what, "batch": batch, "steps": len(times), "images_per_s": batch * len(times) / sum(times),
            "step_ms": 1e3 * times[len(times) // 2], "first_step_s": first, "peak_mem_gib": peak}
-    if kernels is not None:
-        out["kernels"] = kernels
+    out.update(extras or {})
     print(json.dumps(out), flush=True)
 
 
-def census_of(args, step, device, prepare=None):
-    """With --ops, the census of one more step (after the timed ones)."""
+def kernel_times(run, device):
+    """`run()` under PyTorch's profiler, as maestro bench step --kernel-times: on CUDA its
+    activities alone (each kernel, copy and fill, timed on the GPU by CUPTI), on the CPU the
+    calling thread's operations. The wall time of `run()`, the union of the events' intervals
+    (busy), their sum, and per name the count and summed time, the longest first."""
+    from torch.profiler import profile, ProfilerActivity
+    from torch.autograd import DeviceType
+    gpu = device == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
+    side = DeviceType.CUDA if gpu else DeviceType.CPU
+    events = [(e.start_ns(), e.end_ns(), e.name()) for e in prof.profiler.kineto_results.events()
+              if e.device_type() == side]
+    busy, reach = 0, 0
+    for start, end, _ in sorted(events):
+        busy += max(0, end - max(start, reach))
+        reach = max(reach, end)
+    names = {}
+    for start, end, name in events:
+        k = names.setdefault(name, {"name": name, "count": 0, "total_us": 0.0})
+        k["count"] += 1
+        k["total_us"] += (end - start) / 1e3
+    kernels = sorted(names.values(), key=lambda k: (-k["total_us"], k["name"]))
+    return {"device": "gpu" if gpu else "cpu", "wall_ms": wall * 1e3, "busy_ms": busy / 1e6,
+            "total_ms": sum(end - start for start, end, _ in events) / 1e6, "kernels": kernels}
+
+
+def extras_of(args, step, device, prepare=None):
+    """With --ops, the census of one more step (after the timed ones); with --kernel-times, the
+    profile of one more."""
     import torch
-    if not args.ops:
-        return None
-    if prepare is not None:
-        prepare()
+    out = {}
 
     def run():
         step()
         if device == "cuda":
             torch.cuda.synchronize()
-    return census(run)
+    if args.ops:
+        if prepare is not None:
+            prepare()
+        out["kernels"] = census(run)
+    if args.kernel_times:
+        if prepare is not None:
+            prepare()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        out["kernel_times"] = kernel_times(run, device)
+    return out
 
 
 def step(args):
@@ -238,11 +280,11 @@ def step(args):
                 finish(args.phase, loss, opt)
             if args.phase == "optimizer":
                 times, peak = time_steps(opt.step, args.steps, args.warmup, dev, random_grads(model))
-                kernels = census_of(args, opt.step, dev, random_grads(model))
+                extras = extras_of(args, opt.step, dev, random_grads(model))
             else:
                 times, peak = time_steps(one, args.steps, args.warmup + (5 if compiled else 0), dev)
-                kernels = census_of(args, one, dev)
-            report(f"timm {args.model}_224 at {args.image_size} px fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak, kernels)
+                extras = extras_of(args, one, dev)
+            report(f"timm {args.model}_224 at {args.image_size} px fine-tune {PHASES[args.phase]}, {name}{', torch.compile' if compiled else ''}", args.batch, times, peak, extras)
             del model, opt, fwd
     if args.mae_repo and any(want("mae-" + short[n]) for n, _ in modes):
         sys.path.insert(0, args.mae_repo)
@@ -273,11 +315,11 @@ def step(args):
                 finish(args.phase, loss, opt)
             if args.phase == "optimizer":
                 times, peak = time_steps(opt.step, args.steps, args.warmup, dev, random_grads(model))
-                kernels = census_of(args, opt.step, dev, random_grads(model))
+                extras = extras_of(args, opt.step, dev, random_grads(model))
             else:
                 times, peak = time_steps(one, args.steps, args.warmup, dev)
-                kernels = census_of(args, one, dev)
-            report(f"official MAE pre-training {PHASES[args.phase]}, mask 0.9, decoder 1x512, {name}", args.batch, times, peak, kernels)
+                extras = extras_of(args, one, dev)
+            report(f"official MAE pre-training {PHASES[args.phase]}, mask 0.9, decoder 1x512, {name}", args.batch, times, peak, extras)
             del model, opt
 
 
@@ -287,26 +329,34 @@ def kind_of(what):
     return kind, "bf16" if "bf16" in what else "f32"
 
 
-def census_diff(args):
+def paired(args, field, flag):
+    """Each maestro measurement of `maestro bench step FLAG --json` that has `field`, with the
+    first PyTorch one (not torch.compile) of this script's `step FLAG` of the same kind."""
     try:
         with open(args.maestro) as f:
-            ours = [m for m in json.load(f) if m.get("kernels") is not None]
+            ours = [m for m in json.load(f) if m.get(field) is not None]
     except (OSError, ValueError, AttributeError, TypeError) as e:
-        sys.exit(f"{args.maestro}: not the output of maestro bench step --ops --json ({e})")
+        sys.exit(f"{args.maestro}: not the output of maestro bench step {flag} --json ({e})")
     try:
         with open(args.torch) as f:
-            theirs = [m for m in map(json.loads, filter(str.strip, f)) if m.get("kernels") is not None
+            theirs = [m for m in map(json.loads, filter(str.strip, f)) if m.get(field) is not None
                       and "torch.compile" not in m["what"]]
     except (OSError, ValueError, AttributeError, TypeError) as e:
-        sys.exit(f"{args.torch}: not the output of torch_reference.py step --ops ({e})")
+        sys.exit(f"{args.torch}: not the output of torch_reference.py step {flag} ({e})")
     if not ours or not theirs:
-        sys.exit("census-diff: no census in " + (args.maestro if not ours else args.torch))
+        sys.exit(f"{args.cmd}: no {field} in " + (args.maestro if not ours else args.torch))
+    pairs = []
     for m in ours:
         match = [t for t in theirs if kind_of(t["what"]) == kind_of(m["what"])]
-        if not match:
-            print(f"{m['what']}: no PyTorch census of the same kind\n")
-            continue
-        t = match[0]
+        if match:
+            pairs.append((m, match[0]))
+        else:
+            print(f"{m['what']}: no PyTorch measurement of the same kind\n")
+    return pairs
+
+
+def census_diff(args):
+    for m, t in paired(args, "kernels", "--ops"):
         a = {k["name"]: k for k in m["kernels"]}
         b = {k["name"]: k for k in t["kernels"]}
 
@@ -322,6 +372,59 @@ def census_diff(args):
                   f"{y.get('input_elements', 0) / 1e6:>8.1f}")
         print(f"{'all':<48} {total(a, 'count'):>8} {total(b, 'count'):>8} {total(a, 'input_elements') / 1e6:>11.1f} "
               f"{total(b, 'input_elements') / 1e6:>8.1f}\n")
+
+
+# Kinds of GPU kernel, by name (lower case; the first that matches): cuBLAS/CUTLASS products,
+# PyTorch's fused attention and LayerNorm, then its generic kernels by what they do.
+KERNEL_KINDS = [
+    ("matrix products", r"gemm|cutlass|xmma|nvjet|cublas|splitk"),
+    ("attention", r"flash|fmha|attention|sdpa"),
+    ("LayerNorm", r"layer_norm|layernorm|gammabeta"),
+    ("softmax, loss", r"softmax|nll_loss|cross_entropy"),
+    ("AdamW", r"adam|multi_tensor"),
+    ("copies, casts", r"copy|memcpy"),
+    ("fills", r"fill|memset"),
+    ("reductions", r"reduce"),
+    ("other elementwise", r"elementwise|vectorized|unrolled"),
+    ("other", r""),
+]
+
+
+def kind_of_kernel(name):
+    import re
+    low = name.lower()
+    return next(kind for kind, pattern in KERNEL_KINDS if re.search(pattern, low))
+
+
+def time_diff(args):
+    for m, t in paired(args, "kernel_times", "--kernel-times"):
+        a, b = m["kernel_times"], t["kernel_times"]
+        print(f"maestro: {m['what']}\nPyTorch: {t['what']}")
+        print(f"{'ms of the profiled step':<40} {'maestro':>9} {'PyTorch':>9} {'ratio':>7}")
+        for label, x, y in [("wall", a["wall_ms"], b["wall_ms"]), ("device busy", a["busy_ms"], b["busy_ms"]),
+                            ("device idle (wall - busy)", a["wall_ms"] - a["busy_ms"], b["wall_ms"] - b["busy_ms"]),
+                            ("events summed", a["total_ms"], b["total_ms"])]:
+            print(f"{label:<40} {x:>9.2f} {y:>9.2f} {x / y if y else float('nan'):>7.2f}")
+        kinds = {}
+        for side, prof in ((0, a), (1, b)):
+            for k in prof["kernels"]:
+                row = kinds.setdefault(kind_of_kernel(k["name"]), [0, 0, 0.0, 0.0])
+                row[side] += k["count"]
+                row[2 + side] += k["total_us"]
+        print(f"\n{'by kind':<28} {'maestro':>8} {'PyTorch':>8} {'maestro ms':>11} {'PyTorch ms':>11} {'extra ms':>9}")
+        for kind, _ in KERNEL_KINDS:
+            if kind in kinds:
+                n0, n1, t0, t1 = kinds[kind]
+                print(f"{kind:<28} {n0:>8} {n1:>8} {t0 / 1e3:>11.2f} {t1 / 1e3:>11.2f} {(t0 - t1) / 1e3:>+9.2f}")
+        x = {k["name"]: k for k in a["kernels"]}
+        y = {k["name"]: k for k in b["kernels"]}
+        rows = sorted(set(x) | set(y), key=lambda n: -abs(x.get(n, {}).get("total_us", 0) - y.get(n, {}).get("total_us", 0)))
+        print(f"\n{'kernels differing most':<100} {'maestro':>8} {'PyTorch':>8} {'maestro us':>11} {'PyTorch us':>11}")
+        for n in rows[:args.rows]:
+            p, q = x.get(n, {}), y.get(n, {})
+            print(f"{n[:100]:<100} {p.get('count', 0):>8} {q.get('count', 0):>8} {p.get('total_us', 0):>11.1f} "
+                  f"{q.get('total_us', 0):>11.1f}")
+        print()
 
 
 def make_jpegs(args):
@@ -354,6 +457,7 @@ def main():
     s.add_argument("--mae-repo")
     s.add_argument("--phase", choices=list(PHASES), default="step")
     s.add_argument("--ops", action="store_true", help="add a census of one more step's kernels to each measurement")
+    s.add_argument("--kernel-times", action="store_true", help="add the profile of one more step to each measurement")
     s.add_argument("--variants", help="comma list of bf16, f32, bf16-compile, f32-compile, mae-bf16, mae-f32")
     s.add_argument("--model", default="vit_base_patch16", help="the fine-tune step's timm ViT, as maestro bench --model")
     s.add_argument("--image-size", type=int, default=224, help="the fine-tune step's input size, as maestro bench --image-size")
@@ -364,11 +468,16 @@ def main():
     c = sub.add_parser("census-diff")
     c.add_argument("maestro")
     c.add_argument("torch")
+    d = sub.add_parser("time-diff")
+    d.add_argument("maestro")
+    d.add_argument("torch")
+    d.add_argument("--rows", type=int, default=30, help="how many kernels to list, those whose time differs most first")
     m = sub.add_parser("make-jpegs")
     m.add_argument("out")
     m.add_argument("--count", type=int, default=200)
     args = p.parse_args()
-    {"step": step, "pipeline": pipeline, "census-diff": census_diff, "make-jpegs": make_jpegs}[args.cmd](args)
+    {"step": step, "pipeline": pipeline, "census-diff": census_diff, "time-diff": time_diff,
+     "make-jpegs": make_jpegs}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 // PyTorch operations the LibTorch backend needs and tch does not bind: the vector-Jacobian
 // product of a recorded graph with a given output gradient, the fused AdamW update, a host
-// to GPU copy through page-locked memory that does not wait for the GPU, and a census of the
-// operations PyTorch runs (what `maestro bench step --ops` prints).
+// to GPU copy through page-locked memory that does not wait for the GPU, a census of the
+// operations PyTorch runs (what `maestro bench step --ops` prints), and PyTorch's profiler
+// (what `maestro bench step --kernel-times` reads).
 // Tensors cross as tch's handles (`torch::Tensor *`); an exception comes back as a malloc'd
 // message (null on success) that the caller frees.
 
@@ -10,6 +11,7 @@
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/functions/basic_ops.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/csrc/autograd/variable.h>
 
 #include <cstdlib>
@@ -18,6 +20,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <unordered_set>
@@ -175,6 +178,47 @@ char *maestro_census_stop(char **result) {
     }
 }
 
+
+// Starts PyTorch's profiler (Kineto), as torch.profiler.profile does: with `gpu`, on CUDA alone
+// (CUPTI's record of every kernel, copy and fill the GPU runs, timed on the GPU), otherwise on
+// the CPU (the operations the calling thread runs).
+char *maestro_profile_start(int gpu) {
+    try {
+        using namespace torch::profiler::impl;
+        ProfilerConfig config(ProfilerState::KINETO);
+        std::set<ActivityType> activities{gpu ? ActivityType::CUDA : ActivityType::CPU};
+        torch::autograd::profiler::prepareProfiler(config, activities);
+        torch::autograd::profiler::enableProfiler(config, activities);
+        return nullptr;
+    } catch (const std::exception &e) {
+        return message(e.what());
+    } catch (...) {
+        return message("unknown C++ exception");
+    }
+}
+
+// Stops the profiler; `*result` gets one line per event, malloc'd:
+// "gpu|cpu<TAB>start ns<TAB>duration ns<TAB>name", the name's tabs and line ends made spaces.
+char *maestro_profile_stop(char **result) {
+    try {
+        std::unique_ptr<torch::autograd::profiler::ProfilerResult> r = torch::autograd::profiler::disableProfiler();
+        std::ostringstream out;
+        if (r != nullptr)
+            for (const torch::autograd::profiler::KinetoEvent &e : r->events()) {
+                std::string name = e.name();
+                for (char &ch : name)
+                    if (ch == '\t' || ch == '\n' || ch == '\r') ch = ' ';
+                out << (e.deviceType() == c10::DeviceType::CUDA ? "gpu" : "cpu") << '\t' << e.startNs() << '\t'
+                    << e.durationNs() << '\t' << name << '\n';
+            }
+        *result = message(out.str().c_str());
+        return nullptr;
+    } catch (const std::exception &e) {
+        return message(e.what());
+    } catch (...) {
+        return message("unknown C++ exception");
+    }
+}
 
 // Where the gradient of `output` enters the graph PyTorch recorded for it: its `grad_fn` and
 // output number. Holding the edge keeps the graph (and what it saved) alive, but not the

@@ -78,6 +78,63 @@ pub struct StepStats {
     /// The kernels PyTorch ran in one more (untimed) step, when a census was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernels: Option<Vec<KernelCount>>,
+    /// What PyTorch's profiler saw in one more (untimed) step, when kernel times were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_times: Option<KernelTimes>,
+}
+
+/// One step under PyTorch's profiler. On a GPU: every kernel, copy and fill it ran, timed on the
+/// GPU (CUPTI), and how much of the step the GPU was busy; the rest of the wall time the GPU
+/// waited for the host. On the CPU: the operations the calling thread ran, each timed with
+/// those it runs inside it, so the times of nested operations add up to more than the step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelTimes {
+    /// "gpu" or "cpu": which side's events these are.
+    pub device: String,
+    /// The step's wall time on the host, from its first launch to the device synced.
+    pub wall_ms: f64,
+    /// The union of the events' intervals: the time the device ran anything.
+    pub busy_ms: f64,
+    /// The events' times summed (above `busy_ms` where they overlap or nest).
+    pub total_ms: f64,
+    /// Each event name with its count and summed time, the longest first.
+    pub kernels: Vec<KernelTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelTime {
+    pub name: String,
+    pub count: u64,
+    pub total_us: f64,
+}
+
+impl KernelTimes {
+    /// The profile of a step that took `wall_ms`, from the profiler's events on `device`
+    /// ("gpu" or "cpu"): each its start and duration in ns, and its name.
+    pub fn of<'a>(device: &str, events: impl IntoIterator<Item = (u64, u64, &'a str)>, wall_ms: f64) -> KernelTimes {
+        let mut spans = Vec::new();
+        let mut by_name: std::collections::HashMap<&str, (u64, u64)> = std::collections::HashMap::new();
+        for (start, duration, name) in events {
+            spans.push((start, start + duration));
+            let k = by_name.entry(name).or_default();
+            k.0 += 1;
+            k.1 += duration;
+        }
+        spans.sort_unstable();
+        let (mut busy, mut reach) = (0u64, 0u64);
+        for &(start, end) in &spans {
+            let from = start.max(reach);
+            if end > from {
+                busy += end - from;
+            }
+            reach = reach.max(end);
+        }
+        let total_ns: u64 = by_name.values().map(|k| k.1).sum();
+        let mut kernels: Vec<KernelTime> =
+            by_name.into_iter().map(|(name, (count, ns))| KernelTime { name: name.to_string(), count, total_us: ns as f64 / 1e3 }).collect();
+        kernels.sort_by(|a, b| b.total_us.total_cmp(&a.total_us).then_with(|| a.name.cmp(&b.name)));
+        KernelTimes { device: device.into(), wall_ms, busy_ms: busy as f64 / 1e6, total_ms: total_ns as f64 / 1e6, kernels }
+    }
 }
 
 /// One kind of kernel in a census of a step: how often it ran, and the elements of its tensor
@@ -87,6 +144,16 @@ pub struct KernelCount {
     pub name: String,
     pub count: u64,
     pub input_elements: u64,
+}
+
+/// Whether a step benchmark ends with a step under PyTorch's profiler, and whose events it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Off,
+    /// The GPU's kernels, copies and fills (a `libtorch-cuda` device).
+    Gpu,
+    /// The CPU's operations (a `libtorch-cpu` device).
+    Cpu,
 }
 
 /// Whether a step benchmark ends with a kernel census, and how it names the kernels.
@@ -102,7 +169,7 @@ pub enum Census {
 /// The kernels PyTorch runs during `step` (LibTorch devices only; see `torch_ops::census`).
 #[cfg(feature = "tch")]
 fn census(by_shape: bool, step: impl FnOnce() -> Result<(), String>) -> Result<Vec<KernelCount>, String> {
-    let (r, counts) = crate::torch_ops::census(by_shape, step);
+    let (r, counts) = crate::torch_ops::census(by_shape, step)?;
     r?;
     Ok(counts.into_iter().map(|(name, count, input_elements)| KernelCount { name, count, input_elements }).collect())
 }
@@ -112,7 +179,28 @@ fn census(_by_shape: bool, _step: impl FnOnce() -> Result<(), String>) -> Result
     Err("a kernel census needs a build with the `tch` feature and a libtorch device".into())
 }
 
-fn stats(what: String, r: &StepRequest, Timed { first, times, kernels }: Timed, forward_flops_per_image: f64) -> StepStats {
+/// `step` under PyTorch's profiler, on the GPU's events or the CPU's (LibTorch devices only; see
+/// `torch_ops::profile`).
+#[cfg(feature = "tch")]
+fn kernel_times(gpu: bool, step: impl FnOnce() -> Result<(), String>) -> Result<KernelTimes, String> {
+    let mut wall_ms = 0.0;
+    let (r, events) = crate::torch_ops::profile(gpu, || {
+        let t = Instant::now();
+        let r = step();
+        wall_ms = t.elapsed().as_secs_f64() * 1e3;
+        r
+    })?;
+    r?;
+    let mine = events.iter().filter(|e| e.on_gpu == gpu).map(|e| (e.start_ns, e.duration_ns, e.name.as_str()));
+    Ok(KernelTimes::of(if gpu { "gpu" } else { "cpu" }, mine, wall_ms))
+}
+
+#[cfg(not(feature = "tch"))]
+fn kernel_times(_gpu: bool, _step: impl FnOnce() -> Result<(), String>) -> Result<KernelTimes, String> {
+    Err("kernel times need a build with the `tch` feature and a libtorch device".into())
+}
+
+fn stats(what: String, r: &StepRequest, Timed { first, times, kernels, kernel_times }: Timed, forward_flops_per_image: f64) -> StepStats {
     let (batch, peak_tflops) = (r.batch, r.peak_tflops);
     let what = if crate::model::fused::enabled() { what } else { format!("{what}, unfused attention + LayerNorm + linear + burn's AdamW") };
     let mut sorted = times.to_vec();
@@ -137,6 +225,7 @@ fn stats(what: String, r: &StepRequest, Timed { first, times, kernels }: Timed, 
         achieved_tflops: achieved,
         mfu: peak_tflops.map(|p| achieved / p),
         kernels,
+        kernel_times,
     }
 }
 
@@ -168,6 +257,8 @@ pub struct StepRequest {
     pub phase: Phase,
     /// Count the kernels PyTorch runs in one more step after the timed ones.
     pub census: Census,
+    /// Profile one more step after the timed ones (and the census).
+    pub profile: Profile,
 }
 
 /// What [`time_steps`] measured.
@@ -177,12 +268,13 @@ struct Timed {
     /// The timed steps' seconds.
     times: Vec<f64>,
     kernels: Option<Vec<KernelCount>>,
+    kernel_times: Option<KernelTimes>,
 }
 
 /// Time `steps` steps after `warmup` untimed ones; every step ends with the device synced, and
 /// `prepare` (untimed, synced before the clock starts) readies each one. Each warm-up step's
-/// time goes to stderr as it ends, so a slow cold start shows where it is. With a census asked
-/// for, one more step runs under it.
+/// time goes to stderr as it ends, so a slow cold start shows where it is. With a census or a
+/// profile asked for, one more step runs under each.
 fn time_steps(
     r: &StepRequest,
     what: &str,
@@ -215,7 +307,17 @@ fn time_steps(
     } else {
         None
     };
-    Ok(Timed { first: first.unwrap_or(times[0]), times, kernels })
+    let kernel_times = if r.profile != Profile::Off {
+        prepare()?;
+        sync()?;
+        Some(kernel_times(r.profile == Profile::Gpu, || {
+            step()?;
+            sync()
+        })?)
+    } else {
+        None
+    };
+    Ok(Timed { first: first.unwrap_or(times[0]), times, kernels, kernel_times })
 }
 
 impl Phase {
@@ -426,6 +528,17 @@ fn loader_rate(files: &[PathBuf], transform: TrainTransform, batch: usize, round
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_times_count_overlaps_once_in_the_busy_time() {
+        // a: 0-10 and 30-35; b: 5-20 (overlapping a); c: 40-41. Busy: 0-20, 30-35, 40-41.
+        let events = [(30, 5, "a"), (0, 10, "a"), (5, 15, "b"), (40, 1, "c")];
+        let t = KernelTimes::of("gpu", events.iter().map(|&(s, d, n)| (s * 1000, d * 1000, n)), 0.05);
+        assert_eq!(t.busy_ms, 0.026);
+        assert_eq!(t.total_ms, 0.031);
+        let rows: Vec<_> = t.kernels.iter().map(|k| (k.name.as_str(), k.count, k.total_us)).collect();
+        assert_eq!(rows, [("a", 2, 15.0), ("b", 1, 15.0), ("c", 1, 1.0)]);
+    }
 
     #[test]
     fn vit_b_flops_match_the_usual_count() {

@@ -151,6 +151,11 @@ enum BenchCommand {
         /// --ops with each kernel's tensor inputs (dtype, sizes, strides) beside its name.
         #[arg(long)]
         ops_by_shape: bool,
+        /// After the timed steps, run one more under PyTorch's profiler and print each kernel's
+        /// GPU time and how long the GPU was busy (libtorch-cuda; on libtorch-cpu, the CPU's
+        /// operations; benches/torch_reference.py --kernel-times profiles timm's the same way).
+        #[arg(long)]
+        kernel_times: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -456,8 +461,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             app::pretrain::reconstruct(&maestro::report::reconstruct::Request { checkpoint, images, count, mask_ratio, seed, out })
         }
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
-        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, json }) => {
-            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, json })
+        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, kernel_times, json }) => {
+            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, kernel_times, json })
         }
         Command::Bench(BenchCommand::Fused { device, batch, json }) => app::bench::fused(&device, batch, json),
         Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, batch, json }) => {

@@ -1,7 +1,7 @@
 //! PyTorch operations that tch does not bind, from `csrc/torch_ops.cpp` (compiled by build.rs
 //! with the `tch` feature): the vector-Jacobian product of a recorded graph with a given output
-//! gradient, PyTorch's fused AdamW update, the page-locked, non-blocking host-to-GPU copy, and
-//! a census of the kernels PyTorch runs.
+//! gradient, PyTorch's fused AdamW update, the page-locked, non-blocking host-to-GPU copy, a
+//! census of the kernels PyTorch runs, and PyTorch's profiler.
 
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -37,6 +37,10 @@ unsafe extern "C" {
 
     fn maestro_census_stop(result: *mut *mut libc::c_char) -> *mut libc::c_char;
 
+    fn maestro_profile_start(gpu: i32) -> *mut libc::c_char;
+
+    fn maestro_profile_stop(result: *mut *mut libc::c_char) -> *mut libc::c_char;
+
     fn maestro_upload_pinned(data: *const f32, shape: *const i64, dim: i32, device_index: i32, result: *mut *mut C_tensor) -> *mut libc::c_char;
 }
 
@@ -44,15 +48,22 @@ fn handles(ts: &[&Tensor]) -> Vec<*mut C_tensor> {
     ts.iter().map(|t| t.as_ptr() as *mut C_tensor).collect()
 }
 
+/// The text of a string the shim malloc'd (an error message or a result), freed; None for null.
+fn take(text: *mut libc::c_char) -> Option<String> {
+    if text.is_null() {
+        return None;
+    }
+    let s = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned();
+    unsafe { libc::free(text.cast()) };
+    Some(s)
+}
+
 /// A PyTorch error from the shim, as tch reports its own: a panic with PyTorch's message (the
 /// shapes and devices were checked by burn before, so this is a bug, not bad input).
 fn check(error: *mut libc::c_char, what: &str) {
-    if error.is_null() {
-        return;
+    if let Some(text) = take(error) {
+        panic!("{what}: {text}");
     }
-    let text = unsafe { std::ffi::CStr::from_ptr(error) }.to_string_lossy().into_owned();
-    unsafe { libc::free(error.cast()) };
-    panic!("{what}: {text}");
 }
 
 /// Where the gradient of a recorded output enters PyTorch's graph (its `grad_fn` and output
@@ -125,46 +136,46 @@ pub fn upload_pinned(data: &[f32], shape: &[usize], device_index: usize) -> Tens
     unsafe { Tensor::from_ptr(result) }
 }
 
+/// A recorder's `stop` in the shim: it writes its lines, malloc'd, and returns an error or null.
+type Stop = unsafe extern "C" fn(*mut *mut libc::c_char) -> *mut libc::c_char;
+
+/// Runs `f` under a recorder of the shim that `start` (already called) started, and stops it
+/// however `f` ends (a recorder left running would slow every operation of the process): `f`'s
+/// result and the recorder's lines, or what went wrong starting or stopping it.
+fn recording<R>(what: &str, started: *mut libc::c_char, stop: Stop, f: impl FnOnce() -> R) -> Result<(R, String), String> {
+    struct Running(Stop);
+    impl Drop for Running {
+        // Only on a panic out of `f`: stop without panicking again.
+        fn drop(&mut self) {
+            let mut text = std::ptr::null_mut::<libc::c_char>();
+            let error = unsafe { (self.0)(&mut text) };
+            take(text);
+            take(error);
+        }
+    }
+    if let Some(e) = take(started) {
+        return Err(format!("starting {what}: {e}"));
+    }
+    let running = Running(stop);
+    let r = f();
+    std::mem::forget(running);
+    let mut text = std::ptr::null_mut::<libc::c_char>();
+    let error = unsafe { stop(&mut text) };
+    let lines = take(text).unwrap_or_default(); // none: out of memory for the text
+    match take(error) {
+        Some(e) => Err(format!("stopping {what}: {e}")),
+        None => Ok((r, lines)),
+    }
+}
+
 /// Runs `f` and counts the kernels PyTorch runs meanwhile, on every thread: `aten::` operations
 /// that are not views, allocations or composites of other operations (the rule is in
 /// `csrc/torch_ops.cpp`; `benches/torch_reference.py --ops` applies it to PyTorch's profiler).
 /// Each kernel name (with `by_shape`, followed by the dtype, sizes and strides of its tensor
 /// inputs) with how often it ran and the elements of its tensor inputs, summed; sorted by name.
-pub fn census<R>(by_shape: bool, f: impl FnOnce() -> R) -> (R, Vec<(String, u64, u64)>) {
-    /// Stops the census however `f` ends: a census left running would slow every operation of
-    /// the process.
-    struct Running;
-    impl Running {
-        fn stop(self) -> String {
-            std::mem::forget(self);
-            stop_census()
-        }
-    }
-    impl Drop for Running {
-        // Only on a panic out of `f`: stop without panicking again.
-        fn drop(&mut self) {
-            let mut text = std::ptr::null_mut::<libc::c_char>();
-            let error = unsafe { maestro_census_stop(&mut text) };
-            unsafe {
-                libc::free(text.cast());
-                libc::free(error.cast());
-            }
-        }
-    }
-    fn stop_census() -> String {
-        let mut text = std::ptr::null_mut::<libc::c_char>();
-        check(unsafe { maestro_census_stop(&mut text) }, "stopping the operation census");
-        if text.is_null() {
-            return String::new(); // out of memory for the text
-        }
-        let lines = unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned();
-        unsafe { libc::free(text.cast()) };
-        lines
-    }
-    check(unsafe { maestro_census_start(by_shape as i32) }, "starting the operation census");
-    let running = Running;
-    let r = f();
-    let lines = running.stop();
+pub fn census<R>(by_shape: bool, f: impl FnOnce() -> R) -> Result<(R, Vec<(String, u64, u64)>), String> {
+    let started = unsafe { maestro_census_start(by_shape as i32) };
+    let (r, lines) = recording("the operation census", started, maestro_census_stop, f)?;
     let counts = lines
         .lines()
         .filter_map(|l| {
@@ -172,5 +183,32 @@ pub fn census<R>(by_shape: bool, f: impl FnOnce() -> R) -> (R, Vec<(String, u64,
             Some((f.next()?.to_string(), f.next()?.parse().ok()?, f.next()?.parse().ok()?))
         })
         .collect();
-    (r, counts)
+    Ok((r, counts))
+}
+
+/// One event of PyTorch's profiler: a kernel, copy or fill the GPU ran (timed on the GPU by
+/// CUPTI), or an operation the CPU ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfiledEvent {
+    pub on_gpu: bool,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub name: String,
+}
+
+/// Runs `f` under PyTorch's profiler (Kineto), as `torch.profiler.profile` does: with `gpu`,
+/// recording what CUDA runs (its activities alone, so the host pays no per-operation cost),
+/// otherwise what the calling thread runs on the CPU. The events in the profiler's order.
+pub fn profile<R>(gpu: bool, f: impl FnOnce() -> R) -> Result<(R, Vec<ProfiledEvent>), String> {
+    let started = unsafe { maestro_profile_start(gpu as i32) };
+    let (r, lines) = recording("PyTorch's profiler", started, maestro_profile_stop, f)?;
+    let events = lines
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, '\t');
+            let on_gpu = f.next()? == "gpu";
+            Some(ProfiledEvent { on_gpu, start_ns: f.next()?.parse().ok()?, duration_ns: f.next()?.parse().ok()?, name: f.next()?.to_string() })
+        })
+        .collect();
+    Ok((r, events))
 }

@@ -135,3 +135,31 @@ fn kernel_census_of_a_step() {
     // vit_tiny: 3 heads of 64, 17 tokens; q, k and v stacked as [3, batch, heads, tokens, 64].
     assert_eq!(count("aten::fill_ Float[3, 2, 3, 17, 64]"), 0, "{kernels:?}");
 }
+
+/// `--kernel-times` reads PyTorch's profiler: a clear error elsewhere; on `libtorch-cpu`, one
+/// more step's operations (on a card, its kernels) with their times, a busy time no longer than
+/// the step, and every linear layer's `addmm` among them.
+#[test]
+fn kernel_times_of_a_step() {
+    let dir = Dir::new();
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--kernel-times"]);
+    run(c).code_is(2).stderr_has("--kernel-times reads PyTorch's profiler: use a libtorch device");
+    if !cfg!(feature = "tch") {
+        return;
+    }
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--warmup", "1"]);
+    c.args(["--device", "libtorch-cpu", "--only", "finetune", "--phase", "backward", "--kernel-times", "--json"]);
+    let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
+    let t = &v[0]["kernel_times"];
+    assert_eq!(t["device"], "cpu", "{t}");
+    let (wall, busy, total) = (t["wall_ms"].as_f64().unwrap(), t["busy_ms"].as_f64().unwrap(), t["total_ms"].as_f64().unwrap());
+    assert!(0.0 < busy && busy <= wall && busy <= total, "{t}");
+    let kernels = t["kernels"].as_array().unwrap();
+    let addmm = kernels.iter().find(|k| k["name"] == "aten::addmm").unwrap_or_else(|| panic!("no addmm in {t}"));
+    assert_eq!(addmm["count"], 12 * 4 + 1, "{addmm}");
+    assert!(addmm["total_us"].as_f64().unwrap() > 0.0, "{addmm}");
+    let times: Vec<f64> = kernels.iter().map(|k| k["total_us"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "the longest first: {times:?}");
+}

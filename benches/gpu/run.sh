@@ -19,7 +19,8 @@
 # the fused attention, LayerNorm and linear layer with burn's composition on the card (values and
 # gradients), and maestro's AdamW (PyTorch's fused kernel) with burn's over five steps; `steps`
 # times each maestro step fused and, for bf16, --unfused too; `census` counts the kernels one
-# bf16 forward + backward launches on each side, kernel by kernel; `breakdown` times forward +
+# bf16 forward + backward launches on each side, kernel by kernel, and times them on the GPU
+# (how long the GPU was busy and idle, by kind of kernel); `breakdown` times forward +
 # backward and the AdamW update alone on both sides, to see where a step goes; `train` trains on
 # Fashion-MNIST (FMNIST=folder) in bf16 and f32 on the card; `trial` fine-tunes ViT-B/16 on JPEG
 # files as a study's trial does; `compile` times timm under
@@ -101,12 +102,15 @@ part steps && for p in bf16 f32; do
 done
 
 # --- The kernels of one bf16 forward + backward on each side (batch 128), side by side ---------
+# Counted (--ops: launches and elements read) and timed on the GPU by PyTorch's profiler
+# (--kernel-times: CUPTI), each in one more step after the timed ones.
 if part census; then
-    run 60 torch-census sh -c '"$0" benches/torch_reference.py step --device cuda --batch 128 --variants bf16,mae-bf16 \
-        --phase backward --steps 2 --warmup 2 --ops ${1:+--mae-repo "$1"} >"$2"; tail -c 300 "$2"' "$PY" "$MAE" "$OUTDIR/census-torch.jsonl"
-    run 60 maestro-census sh -c '"$0" bench step --device libtorch-cuda:0 --batch 128 --steps 2 --warmup 2 --precision bf16 \
-        --phase backward --ops --json >"$1"; tail -c 300 "$1"' "$BIN" "$OUTDIR/census-maestro.json"
+    run 75 torch-census sh -c '"$0" benches/torch_reference.py step --device cuda --batch 128 --variants bf16,mae-bf16 \
+        --phase backward --steps 2 --warmup 2 --ops --kernel-times ${1:+--mae-repo "$1"} >"$2"; tail -c 300 "$2"' "$PY" "$MAE" "$OUTDIR/census-torch.jsonl"
+    run 75 maestro-census sh -c '"$0" bench step --device libtorch-cuda:0 --batch 128 --steps 2 --warmup 2 --precision bf16 \
+        --phase backward --ops --kernel-times --json >"$1"; tail -c 300 "$1"' "$BIN" "$OUTDIR/census-maestro.json"
     run 10 census-diff $PY benches/torch_reference.py census-diff "$OUTDIR/census-maestro.json" "$OUTDIR/census-torch.jsonl"
+    run 10 time-diff $PY benches/torch_reference.py time-diff "$OUTDIR/census-maestro.json" "$OUTDIR/census-torch.jsonl"
 fi
 
 # --- 3. The largest ViT-B/16 fine-tune batch that fits (bf16, libtorch-cuda) ------------------

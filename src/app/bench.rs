@@ -25,6 +25,7 @@ pub struct StepArgs {
     pub unfused: bool,
     pub ops: bool,
     pub ops_by_shape: bool,
+    pub kernel_times: bool,
     pub json: bool,
 }
 
@@ -45,6 +46,11 @@ fn line(s: &StepStats) -> String {
 
 fn print_step(s: &StepStats) {
     println!("{}", line(s));
+    print_census(s);
+    print_kernel_times(s);
+}
+
+fn print_census(s: &StepStats) {
     let Some(kernels) = &s.kernels else { return };
     let mut rows: Vec<_> = kernels.iter().collect();
     rows.sort_by(|a, b| b.input_elements.cmp(&a.input_elements).then(a.name.cmp(&b.name)));
@@ -52,6 +58,29 @@ fn print_step(s: &StepStats) {
     println!("  kernels of one step: {count}, reading {:.1} M elements", elements as f64 / 1e6);
     for k in rows {
         println!("  {:>6}  {:>10.1} M  {}", k.count, k.input_elements as f64 / 1e6, k.name);
+    }
+}
+
+/// How many of a profile's event names `bench step --kernel-times` prints (the JSON has all).
+const PROFILE_ROWS: usize = 40;
+
+fn print_kernel_times(s: &StepStats) {
+    let Some(t) = &s.kernel_times else { return };
+    let count: u64 = t.kernels.iter().map(|k| k.count).sum();
+    println!(
+        "  profiled step ({}): wall {:.2} ms, busy {:.2} ms ({:.0}%), {count} events summing {:.2} ms",
+        t.device,
+        t.wall_ms,
+        t.busy_ms,
+        100.0 * t.busy_ms / t.wall_ms.max(1e-9),
+        t.total_ms
+    );
+    for k in t.kernels.iter().take(PROFILE_ROWS) {
+        let name: String = k.name.chars().take(120).collect();
+        println!("  {:>6}  {:>10.1} us  {name}", k.count, k.total_us);
+    }
+    if t.kernels.len() > PROFILE_ROWS {
+        println!("  ... {} more names (--json lists them all)", t.kernels.len() - PROFILE_ROWS);
     }
 }
 
@@ -87,7 +116,8 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
         "optimizer" => bench::Phase::Optimizer,
         p => return Err(Error::Usage(format!("--phase {p}: use forward, backward, step or optimizer"))),
     };
-    let device = a.device.parse::<DeviceSpec>().map_err(Error::Usage)?.burn_device().map_err(Error::Usage)?;
+    let spec = a.device.parse::<DeviceSpec>().map_err(Error::Usage)?;
+    let device = spec.burn_device().map_err(Error::Usage)?;
     if bf16 && !device.supports_dtype(burn::tensor::FloatDType::BF16) {
         return Err(Error::Usage(format!("{} cannot compute in bf16", a.device)));
     }
@@ -99,8 +129,16 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
     if census != bench::Census::Off && !crate::device::is_libtorch(&device) {
         return Err(Error::Usage(format!("--ops counts PyTorch's kernels: use a libtorch device, not {}", a.device)));
     }
+    let profile = match (a.kernel_times, spec.cuda_index()) {
+        (false, _) => bench::Profile::Off,
+        (true, Some(_)) => bench::Profile::Gpu,
+        (true, None) => bench::Profile::Cpu,
+    };
+    if profile != bench::Profile::Off && !crate::device::is_libtorch(&device) {
+        return Err(Error::Usage(format!("--kernel-times reads PyTorch's profiler: use a libtorch device, not {}", a.device)));
+    }
     crate::model::fused::set_enabled(!a.unfused);
-    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16, phase, census };
+    let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16, phase, census, profile };
     let mut out = Vec::new();
     if a.only != "pretrain" {
         out.push(bench::finetune_step(&req).map_err(Error::Failed)?);
