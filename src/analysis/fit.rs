@@ -4,9 +4,10 @@
 //! `a - b_L (x - x0)^2` left of x0 and `a - b_R (x - x0)^2` right of it with b_L, b_R >= 0,
 //! whose vertex x0 is found by a fine search with the rest solved by least squares (the paper's
 //! curves rise slowly and fall fast); and a local quadratic through the best grid point and its
-//! neighbours. A bootstrap (over repeats when there are several, else over residuals) gives
-//! the interval of x0. The recommendation is the two-sided fit's x0 when the fits agree and the
-//! optimum is inside the grid; otherwise the best grid value, flagged.
+//! neighbours. The recommendation is the two-sided fit's x0 when the fits agree and the
+//! optimum is inside the grid; otherwise the best grid value, flagged. A bootstrap (over repeats
+//! when there are several, else over the two-sided fit's residuals) gives the interval of the
+//! recommendation: of x0, or of the best grid value when it falls back to that.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,7 +57,8 @@ pub struct CurveFit {
     pub local: Option<LocalQuadratic>,
     /// The recommended LLRD.
     pub estimate: f64,
-    /// 95% bootstrap interval of the two-sided fit's optimum.
+    /// 95% bootstrap interval of the estimate: of the two-sided fit's optimum, or of the best
+    /// grid value where the estimate falls back to it (flagged: at an edge, or the fits disagree).
     pub interval: (f64, f64),
     /// Grid values whose accuracy is within noise of the best.
     pub near_optimal: Vec<f64>,
@@ -203,25 +205,24 @@ pub fn fit_curve(observations: &[Observation], seed: u64) -> CurveFit {
     spacing.sort_by(f64::total_cmp);
     let step = spacing.get(spacing.len() / 2).copied().unwrap_or(0.0);
 
-    // Bootstrap the two-sided optimum.
+    // Bootstrap the two-sided optimum and the best grid value: each resample's means, by
+    // resampling the repeats when there are several, else the fit's residuals.
     let repeats = obs.iter().map(|o| o.ys.len()).min().unwrap_or(0);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut x0s = Vec::new();
-    if let Some(ts) = two_sided {
-        let residuals: Vec<f64> = grid.iter().zip(&means).map(|(&x, &y)| y - ts.eval(x)).collect();
+    let (mut x0s, mut bests) = (Vec::new(), Vec::new());
+    let residuals: Option<Vec<f64>> = two_sided.map(|ts| grid.iter().zip(&means).map(|(&x, &y)| y - ts.eval(x)).collect());
+    if n > 0 && (repeats > 1 || two_sided.is_some()) {
         for _ in 0..400 {
-            let ys: Vec<f64> = if repeats > 1 {
-                obs.iter().map(|o| mean(&(0..o.ys.len()).map(|_| o.ys[rng.random_range(0..o.ys.len())]).collect::<Vec<_>>())).collect()
-            } else {
-                grid.iter().map(|&x| ts.eval(x) + residuals[rng.random_range(0..n)]).collect()
+            let ys: Vec<f64> = match (&residuals, two_sided) {
+                (Some(r), Some(ts)) if repeats <= 1 => grid.iter().map(|&x| ts.eval(x) + r[rng.random_range(0..n)]).collect(),
+                _ => obs.iter().map(|o| mean(&(0..o.ys.len()).map(|_| o.ys[rng.random_range(0..o.ys.len())]).collect::<Vec<_>>())).collect(),
             };
             if let Some(f) = fit_two_sided(&grid, &ys) {
                 x0s.push(f.x0);
             }
+            bests.push(grid[(0..n).max_by(|&i, &j| ys[i].total_cmp(&ys[j])).unwrap_or(0)]);
         }
     }
-    x0s.sort_by(f64::total_cmp);
-    let interval = if x0s.is_empty() { (best_x, best_x) } else { (percentile(&x0s, 0.025), percentile(&x0s, 0.975)) };
 
     // Noise: the repeats' standard error, or the fit's residual spread, whichever is larger.
     let se = if repeats > 1 { mean(&stds) / (repeats as f64).sqrt() } else { 0.0 };
@@ -235,11 +236,15 @@ pub fn fit_curve(observations: &[Observation], seed: u64) -> CurveFit {
         (Some(t), Some(l)) => (t.x0 - l.x0).abs() > step + 1e-12,
         _ => true,
     };
-    let wide = interval.1 - interval.0 > 2.0 * step + 1e-12;
-    let estimate = match two_sided {
-        Some(t) if !edge && !disagree => t.x0,
-        _ => best_x,
+    // The interval is the estimate's: of the two-sided optimum, or of the best grid value when
+    // the recommendation falls back to it.
+    let (estimate, mut spread) = match two_sided {
+        Some(t) if !edge && !disagree => (t.x0, x0s),
+        _ => (best_x, bests),
     };
+    spread.sort_by(f64::total_cmp);
+    let interval = if spread.is_empty() { (estimate, estimate) } else { (percentile(&spread, 0.025), percentile(&spread, 0.975)) };
+    let wide = interval.1 - interval.0 > 2.0 * step + 1e-12;
     CurveFit { grid, means, stds, best_x, best_y, two_sided, local, estimate, interval, near_optimal, tolerance, edge, disagree, wide }
 }
 
@@ -346,5 +351,31 @@ mod tests {
         let fit = fit_curve(&observe(f, 0.0, 1, 0), 1);
         assert!(fit.disagree || fit.wide, "{fit:?}");
         assert_eq!(fit.estimate, fit.best_x);
+    }
+
+    /// The interval is that of the estimate, flagged or not: when the recommendation falls back
+    /// to the best grid value, the interval is the bootstrap's of the best grid value, not of
+    /// the two-sided fit's optimum, which the report would otherwise draw away from it.
+    #[test]
+    fn the_interval_holds_the_estimate_whether_flagged_or_not() {
+        let two_peaks = |x: f64| if (x - 0.70).abs() < 1e-9 { 80.0 } else if (x - 0.875).abs() < 1e-9 { 79.9 } else { 75.0 };
+        let curves: [(&str, &dyn Fn(f64) -> f64, f64, usize); 6] = [
+            ("rising", &|x| 70.0 + 10.0 * x, 0.3, 1),
+            ("falling", &|x| 70.0 - 10.0 * x, 0.3, 3),
+            ("two peaks", &two_peaks, 0.2, 1),
+            ("two peaks, repeats", &two_peaks, 0.5, 3),
+            ("flat", &|_| 75.0, 0.4, 3),
+            ("peak", &|x| 80.0 - 300.0 * (x - 0.81).powi(2), 0.3, 1),
+        ];
+        let mut flagged = 0;
+        for (name, f, noise, repeats) in curves {
+            for seed in [0, 3, 6] {
+                let fit = fit_curve(&observe(f, noise, repeats, seed), seed);
+                let (lo, hi) = fit.interval;
+                assert!(lo - 1e-9 <= fit.estimate && fit.estimate <= hi + 1e-9, "{name}, seed {seed}: {} outside [{lo}, {hi}]\n{fit:?}", fit.estimate);
+                flagged += usize::from(fit.estimate == fit.best_x && (fit.edge || fit.disagree));
+            }
+        }
+        assert!(flagged >= 9, "the cases must exercise the fallback: {flagged} of 18 flagged");
     }
 }
