@@ -1,7 +1,7 @@
 // PyTorch operations the LibTorch backend needs and tch does not bind: the vector-Jacobian
-// product of a recorded graph with a given output gradient, the fused AdamW update, a host
-// to GPU copy through page-locked memory that does not wait for the GPU, a census of the
-// operations PyTorch runs (what `maestro bench step --ops` prints), and PyTorch's profiler
+// product of a recorded graph with a given output gradient, LayerNorm's backward, the fused
+// AdamW update, a host to GPU copy through page-locked memory that does not wait for the GPU,
+// a census of the operations PyTorch runs (what `maestro bench step --ops` prints), and PyTorch's profiler
 // (what `maestro bench step --kernel-times` reads).
 // Tensors cross as tch's handles (`torch::Tensor *`); an exception comes back as a malloc'd
 // message (null on success) that the caller frees.
@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <array>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -264,6 +265,31 @@ char *maestro_vjp(void *edge, at::Tensor *grad, at::Tensor **inputs, int n_in, a
             if (!g[i].defined()) g[i] = at::zeros_like(ins[i]);
         // Nothing below throws: the caller owns every handle or none.
         for (int i = 0; i < n_in; ++i) result[i] = new at::Tensor(std::move(g[i]));
+        return nullptr;
+    } catch (const std::exception &e) {
+        return message(e.what());
+    } catch (...) {
+        return message("unknown C++ exception");
+    }
+}
+
+// PyTorch's LayerNorm backward (NativeLayerNormBackward0's formula) called directly: d input,
+// d weight and d bias of `native_layer_norm` over the last dimension, from the output gradient,
+// the input and the mean and reciprocal std the forward returned. `mask[i]` says whether result
+// i is wanted; an unwanted one comes back null.
+char *maestro_layer_norm_backward(at::Tensor *grad, at::Tensor *input, at::Tensor *mean, at::Tensor *rstd,
+                                  at::Tensor *weight, at::Tensor *bias, const int *mask, at::Tensor **result) {
+    try {
+        c10::NoGradGuard no_grad;
+        std::array<bool, 3> wanted{mask[0] != 0, mask[1] != 0, mask[2] != 0};
+        at::Tensor g = grad->scalar_type() == input->scalar_type() ? *grad : grad->to(input->scalar_type());
+        auto [dx, dw, db] = at::native_layer_norm_backward(g.contiguous(), *input, {input->size(-1)}, *mean, *rstd,
+                                                           *weight, *bias, wanted);
+        at::Tensor *out[3] = {nullptr, nullptr, nullptr};
+        at::Tensor got[3] = {dx, dw, db};
+        for (int i = 0; i < 3; ++i)
+            if (wanted[i]) out[i] = new at::Tensor(std::move(got[i]));
+        for (int i = 0; i < 3; ++i) result[i] = out[i];
         return nullptr;
     } catch (const std::exception &e) {
         return message(e.what());

@@ -1,7 +1,7 @@
 //! PyTorch operations that tch does not bind, from `csrc/torch_ops.cpp` (compiled by build.rs
 //! with the `tch` feature): the vector-Jacobian product of a recorded graph with a given output
-//! gradient, PyTorch's fused AdamW update, the page-locked, non-blocking host-to-GPU copy, a
-//! census of the kernels PyTorch runs, and PyTorch's profiler.
+//! gradient, LayerNorm's backward, PyTorch's fused AdamW update, the page-locked, non-blocking
+//! host-to-GPU copy, a census of the kernels PyTorch runs, and PyTorch's profiler.
 
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -31,6 +31,17 @@ unsafe extern "C" {
         beta2: f64,
         weight_decay: f64,
         eps: f64,
+    ) -> *mut libc::c_char;
+
+    fn maestro_layer_norm_backward(
+        grad: *mut C_tensor,
+        input: *mut C_tensor,
+        mean: *mut C_tensor,
+        rstd: *mut C_tensor,
+        weight: *mut C_tensor,
+        bias: *mut C_tensor,
+        mask: *const i32,
+        result: *mut *mut C_tensor,
     ) -> *mut libc::c_char;
 
     fn maestro_census_start(by_shape: i32) -> *mut libc::c_char;
@@ -100,6 +111,25 @@ impl Drop for GradEdge {
     fn drop(&mut self) {
         unsafe { maestro_edge_free(self.0) }
     }
+}
+
+/// PyTorch's LayerNorm backward (`NativeLayerNormBackward0`'s formula) over the last
+/// dimension: d input, d weight and d bias of `native_layer_norm` for the gradient `grad` of its
+/// output, from its input and the mean and reciprocal std it returned; each where `wanted`.
+pub fn layer_norm_backward(
+    grad: &Tensor,
+    input: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    wanted: [bool; 3],
+) -> [Option<Tensor>; 3] {
+    let [g, x, m, r, w, b] = [grad, input, mean, rstd, weight, bias].map(|t| t.as_ptr() as *mut C_tensor);
+    let mask = wanted.map(i32::from);
+    let mut result = [std::ptr::null_mut::<C_tensor>(); 3];
+    check(unsafe { maestro_layer_norm_backward(g, x, m, r, w, b, mask.as_ptr(), result.as_mut_ptr()) }, "PyTorch's LayerNorm backward");
+    result.map(|t| (!t.is_null()).then(|| unsafe { Tensor::from_ptr(t) }))
 }
 
 /// AdamW settings of one update.

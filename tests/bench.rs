@@ -162,4 +162,16 @@ fn kernel_times_of_a_step() {
     assert!(addmm["total_us"].as_f64().unwrap() > 0.0, "{addmm}");
     let times: Vec<f64> = kernels.iter().map(|k| k["total_us"].as_f64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "the longest first: {times:?}");
+    // The linear layers and LayerNorm run their backward formulas directly; only attention's
+    // backward goes through autograd's engine.
+    let engine = |node: &str| -> u64 {
+        kernels
+            .iter()
+            .filter(|k| k["name"].as_str().unwrap().starts_with("autograd::engine::evaluate_function: ") && k["name"].as_str().unwrap().contains(node))
+            .map(|k| k["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(engine("LayerNorm"), 0, "{t}");
+    assert_eq!(engine("Addmm"), 0, "{t}");
+    assert_eq!(engine("ScaledDotProduct"), 12, "{t}");
 }

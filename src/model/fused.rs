@@ -104,12 +104,13 @@ mod autodiff {
 
 #[cfg(feature = "tch")]
 mod libtorch {
-    //! The LibTorch implementation under autodiff. The forward pass runs PyTorch's operations on
+    //! The LibTorch implementation under autodiff. Attention runs PyTorch's operations on
     //! detached leaves that require grad, so PyTorch records its own backward nodes and saves
-    //! what they need (for flash attention: q, k, v, the output and the log-sum-exp). burn's
+    //! what they need (for flash attention: q, k, v, the output and the log-sum-exp); burn's
     //! backward step then asks PyTorch's autograd engine for the vector-Jacobian product with
-    //! the incoming gradient. The linear layer's derivative is two products and a sum, which
-    //! its backward step runs itself.
+    //! the incoming gradient. The linear layer and LayerNorm call their PyTorch backward
+    //! formulas directly (two products and a sum; `native_layer_norm_backward` from the saved
+    //! mean and reciprocal std), with no engine.
 
     use super::FusedOps;
     use burn::backend::LibTorch;
@@ -151,26 +152,18 @@ mod libtorch {
         }
     }
 
-    /// Whether PyTorch's backward of a recorded operation reads its output.
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Output {
-        Saved,
-        NotSaved,
-    }
-
     impl TorchGraph {
         /// Runs `op` on detached views of `inputs` (the same memory) that require grad; returns
         /// the graph and the output as a burn tensor. PyTorch's grad mode is per thread, so
-        /// `with_grad` makes sure it is on for the operation.
-        fn record(inputs: &[&TchTensor], output: Output, op: impl FnOnce(&[tch::Tensor]) -> tch::Tensor) -> (Self, TchTensor) {
+        /// `with_grad` makes sure it is on for the operation. The one operation recorded this
+        /// way, attention, saves its output for its backward, so burn's handle on it is kept too.
+        fn record(inputs: &[&TchTensor], op: impl FnOnce(&[tch::Tensor]) -> tch::Tensor) -> (Self, TchTensor) {
             let leaves: Vec<tch::Tensor> = inputs.iter().map(|t| t.tensor.detach().set_requires_grad(true)).collect();
             let out = tch::with_grad(|| op(&leaves));
             let edge = Arc::new(GradEdge::of(&out));
             let burn_out = TchTensor::new(out.detach());
             let mut keep: Vec<TchTensor> = inputs.iter().map(|t| (*t).clone()).collect();
-            if output == Output::Saved {
-                keep.push(burn_out.clone());
-            }
+            keep.push(burn_out.clone());
             (TorchGraph { edge, leaves, keep }, burn_out)
         }
 
@@ -252,9 +245,28 @@ mod libtorch {
         x[2].addmm(&x[0], &x[1])
     }
 
-    fn layer_norm(x: &[tch::Tensor], epsilon: f64) -> tch::Tensor {
-        let d = *x[0].size().last().expect("layer_norm of a scalar");
-        x[0].layer_norm([d], Some(&x[1]), Some(&x[2]), epsilon, true)
+    /// The backward step of `native_layer_norm`, PyTorch's `NativeLayerNormBackward0` run
+    /// directly rather than through the autograd engine (a round trip to its device thread per
+    /// call, 25 of them in a ViT-B step). The state is what that node saves: the input, gamma,
+    /// beta, and the mean and reciprocal std of each row; burn's handles on the input, gamma
+    /// and beta also keep burn-tch from overwriting them in place.
+    #[derive(Debug)]
+    struct LayerNormBackward;
+
+    impl Backward<LibTorch, 3> for LayerNormBackward {
+        type State = [TchTensor; 5];
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let g = grads.consume::<LibTorch>(&ops.node).tensor;
+            let [x, gamma, beta, mean, rstd] = &ops.state;
+            let wanted = ops.parents.each_ref().map(Option::is_some);
+            let d = crate::torch_ops::layer_norm_backward(&g, &x.tensor, &mean.tensor, &rstd.tensor, &gamma.tensor, &beta.tensor, wanted);
+            for (parent, d) in ops.parents.iter().zip(d) {
+                if let (Some(node), Some(d)) = (parent, d) {
+                    grads.register::<LibTorch>(node.id, TchTensor::new(d));
+                }
+            }
+        }
     }
 
     impl<C: CheckpointStrategy> FusedOps for Autodiff<LibTorch, C> {
@@ -262,7 +274,7 @@ mod libtorch {
             match TorchBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
                     // The output may be a view of the one flash attention saved.
-                    let (graph, out) = TorchGraph::record(&[qkv.primitive()], Output::Saved, |t| qkv_attention(t, heads));
+                    let (graph, out) = TorchGraph::record(&[qkv.primitive()], |t| qkv_attention(t, heads));
                     prep.finish(graph, out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(LibTorch::fused_qkv_attention(qkv.into_primitive(), heads)),
@@ -287,11 +299,13 @@ mod libtorch {
             beta: FloatTensor<Self>,
             epsilon: f64,
         ) -> FloatTensor<Self> {
-            match TorchBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            match LayerNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
-                    let inputs = [x.primitive(), gamma.primitive(), beta.primitive()];
-                    let (graph, out) = TorchGraph::record(&inputs, Output::NotSaved, |t| layer_norm(t, epsilon));
-                    prep.finish(graph, out)
+                    let (xt, g, b) = (x.primitive(), gamma.primitive(), beta.primitive());
+                    let d = *xt.tensor.size().last().expect("layer_norm of a scalar");
+                    let (out, mean, rstd) = xt.tensor.native_layer_norm([d], Some(&g.tensor), Some(&b.tensor), epsilon);
+                    let state = [xt.clone(), g.clone(), b.clone(), TchTensor::new(mean), TchTensor::new(rstd)];
+                    prep.finish(state, TchTensor::new(out))
                 }
                 OpsKind::UnTracked(prep) => prep.finish(LibTorch::fused_layer_norm(
                     x.into_primitive(),
