@@ -81,6 +81,31 @@ pub struct StepStats {
     /// What PyTorch's profiler saw in one more (untimed) step, when kernel times were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_times: Option<KernelTimes>,
+    /// MiB of the device's memory held by one allocation for the whole run (`--hold-mib`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_mib: Option<usize>,
+}
+
+/// `mib` MiB of `device`'s memory, allocated and written (so no allocator can defer it), held
+/// for as long as the tensor lives: a larger card then has only what a smaller one would, as
+/// far as the steps can tell (`bench step --hold-mib`). An allocation the device refuses is an
+/// error, not a panic.
+pub fn hold_memory(device: &Device, mib: usize) -> Result<Tensor<1>, String> {
+    let elements = mib.checked_mul(1 << 18).ok_or_else(|| format!("--hold-mib {mib} is too large"))?; // f32: 2^18 per MiB
+    // A refused allocation panics in the backend (tch unwraps PyTorch's error): caught, and its
+    // message becomes the error, without the panic hook's report.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let held = std::panic::catch_unwind(|| {
+        let t = Tensor::<1>::zeros([elements], device);
+        device.sync().map(|_| t).map_err(|e| format!("{e:?}"))
+    });
+    std::panic::set_hook(hook);
+    held.unwrap_or_else(|panic| {
+        let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        Err(why.map_or_else(|| "the allocation failed".into(), |w| first_line_of_torch_error(&w)))
+    })
+    .map_err(|e| format!("holding {mib} MiB of the device's memory: {e}"))
 }
 
 /// One step under PyTorch's profiler. On a GPU: every kernel, copy and fill it ran, timed on the
@@ -144,6 +169,14 @@ pub struct KernelCount {
     pub name: String,
     pub count: u64,
     pub input_elements: u64,
+}
+
+/// PyTorch's own message out of tch's panic text (`...unwrap()... Torch("MESSAGE\nframe #0: ...")`):
+/// its first line, without the C++ backtrace.
+fn first_line_of_torch_error(panic: &str) -> String {
+    let message = panic.split_once("Torch(\"").map_or(panic, |(_, m)| m);
+    let end = [message.find("\\n"), message.find('\n')].into_iter().flatten().min().unwrap_or(message.len());
+    message[..end].trim_end_matches("\")").to_string()
 }
 
 /// Whether a step benchmark ends with a step under PyTorch's profiler, and whose events it keeps.
@@ -226,6 +259,7 @@ fn stats(what: String, r: &StepRequest, Timed { first, times, kernels, kernel_ti
         mfu: peak_tflops.map(|p| achieved / p),
         kernels,
         kernel_times,
+        held_mib: None,
     }
 }
 
@@ -528,6 +562,14 @@ fn loader_rate(files: &[PathBuf], transform: TrainTransform, batch: usize, round
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn torch_errors_lose_their_backtrace() {
+        let panic = r#"called `Result::unwrap()` on an `Err` value: Torch("CUDA out of memory. Tried to allocate 60.00 GiB.\nframe #0: c10::Error")"#;
+        assert_eq!(first_line_of_torch_error(panic), "CUDA out of memory. Tried to allocate 60.00 GiB.");
+        assert_eq!(first_line_of_torch_error(r#"Torch("short")"#), "short");
+        assert_eq!(first_line_of_torch_error("out of memory\nmore"), "out of memory");
+    }
 
     #[test]
     fn kernel_times_count_overlaps_once_in_the_busy_time() {

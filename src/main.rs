@@ -156,6 +156,11 @@ enum BenchCommand {
         /// operations; benches/torch_reference.py --kernel-times profiles timm's the same way).
         #[arg(long)]
         kernel_times: bool,
+        /// Hold this many MiB of the device's memory in one allocation for the whole run, so a
+        /// larger card offers the steps only what a smaller one has (benches/gpu/run.sh gives an
+        /// H200 the 81559 MiB of an 80 GB H100 to find the largest batch that fits there).
+        #[arg(long, default_value_t = 0)]
+        hold_mib: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -461,8 +466,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             app::pretrain::reconstruct(&maestro::report::reconstruct::Request { checkpoint, images, count, mask_ratio, seed, out })
         }
         Command::Trial { spec, quiet } => app::finetune::trial(&spec, quiet),
-        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, kernel_times, json }) => {
-            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, kernel_times, json })
+        Command::Bench(BenchCommand::Step { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, kernel_times, hold_mib, json }) => {
+            app::bench::step(&app::bench::StepArgs { model, batch, image_size, precision, device, steps, warmup, peak_tflops, only, phase, mask_ratio, decoder_depth, decoder_dim, decoder_heads, unfused, ops, ops_by_shape, kernel_times, hold_mib, json })
         }
         Command::Bench(BenchCommand::Fused { device, batch, json }) => app::bench::fused(&device, batch, json),
         Command::Bench(BenchCommand::Pipeline { paths, input_size, rounds, threads, batch, json }) => {

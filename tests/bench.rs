@@ -175,3 +175,26 @@ fn kernel_times_of_a_step() {
     assert_eq!(engine("Addmm"), 0, "{t}");
     assert_eq!(engine("ScaledDotProduct"), 12, "{t}");
 }
+
+/// `--hold-mib` keeps part of a card's memory in one allocation for the whole run: refused on
+/// burn's CPU backend; on LibTorch the steps run beside it and say so, and an allocation the
+/// device refuses is an error that names it, not a crash.
+#[test]
+fn memory_held_beside_the_steps() {
+    let dir = Dir::new();
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--hold-mib", "16"]);
+    run(c).code_is(2).stderr_has("--hold-mib holds a card's memory: use a GPU or libtorch device, not cpu");
+    if !cfg!(feature = "tch") {
+        return;
+    }
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1", "--warmup", "1"]);
+    c.args(["--device", "libtorch-cpu", "--only", "finetune", "--hold-mib", "16", "--json"]);
+    let v: Value = serde_json::from_str(&run(c).success().stdout()).unwrap();
+    assert_eq!(v[0]["held_mib"], 16, "{v}");
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "64", "--batch", "2", "--steps", "1"]);
+    c.args(["--device", "libtorch-cpu", "--only", "finetune", "--hold-mib", "4000000000"]);
+    run(c).code_is(1).stderr_has("holding 4000000000 MiB of the device's memory");
+}

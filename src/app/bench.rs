@@ -26,6 +26,7 @@ pub struct StepArgs {
     pub ops: bool,
     pub ops_by_shape: bool,
     pub kernel_times: bool,
+    pub hold_mib: usize,
     pub json: bool,
 }
 
@@ -46,6 +47,9 @@ fn line(s: &StepStats) -> String {
 
 fn print_step(s: &StepStats) {
     println!("{}", line(s));
+    if let Some(mib) = s.held_mib {
+        println!("  with {mib} MiB of the device's memory held by one allocation throughout");
+    }
     print_census(s);
     print_kernel_times(s);
 }
@@ -137,17 +141,24 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
     if profile != bench::Profile::Off && !crate::device::is_libtorch(&device) {
         return Err(Error::Usage(format!("--kernel-times reads PyTorch's profiler: use a libtorch device, not {}", a.device)));
     }
+    if a.hold_mib > 0 && spec == DeviceSpec::Cpu {
+        return Err(Error::Usage("--hold-mib holds a card's memory: use a GPU or libtorch device, not cpu".into()));
+    }
     crate::model::fused::set_enabled(!a.unfused);
     let req = StepRequest { shape, batch: a.batch, steps: a.steps, warmup: a.warmup, device, classes: 1000, peak_tflops: a.peak_tflops, bf16, phase, census, profile };
+    // Held until the steps are done.
+    let _held = if a.hold_mib > 0 { Some(bench::hold_memory(&req.device, a.hold_mib).map_err(Error::Failed)?) } else { None };
+    let held_mib = (a.hold_mib > 0).then_some(a.hold_mib);
     let mut out = Vec::new();
     if a.only != "pretrain" {
-        out.push(bench::finetune_step(&req).map_err(Error::Failed)?);
+        out.push(StepStats { held_mib, ..bench::finetune_step(&req).map_err(Error::Failed)? });
         if !a.json {
             print_step(out.last().unwrap());
         }
     }
     if a.only != "finetune" {
-        out.push(bench::pretrain_step(&req, a.mask_ratio, a.decoder_dim, a.decoder_depth, a.decoder_heads).map_err(Error::Failed)?);
+        let s = bench::pretrain_step(&req, a.mask_ratio, a.decoder_dim, a.decoder_depth, a.decoder_heads).map_err(Error::Failed)?;
+        out.push(StepStats { held_mib, ..s });
         if !a.json {
             print_step(out.last().unwrap());
         }
