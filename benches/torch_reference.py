@@ -374,11 +374,13 @@ def census_diff(args):
               f"{total(b, 'input_elements') / 1e6:>8.1f}\n")
 
 
-# Kinds of GPU kernel, by name (lower case; the first that matches): cuBLAS/CUTLASS products,
-# PyTorch's fused attention and LayerNorm, then its generic kernels by what they do.
+# Kinds of GPU kernel, by name (lower case; the first that matches): PyTorch's fused attention
+# (before the products: its flash and memory-efficient kernels are CUTLASS templates, with
+# `cutlass` in their names), cuBLAS/CUTLASS products, LayerNorm, then the generic kernels by
+# what they do.
 KERNEL_KINDS = [
-    ("matrix products", r"gemm|cutlass|xmma|nvjet|cublas|splitk"),
     ("attention", r"flash|fmha|attention|sdpa"),
+    ("matrix products", r"gemm|cutlass|xmma|nvjet|cublas|splitk"),
     ("LayerNorm", r"layer_norm|layernorm|gammabeta"),
     ("softmax, loss", r"softmax|nll_loss|cross_entropy"),
     ("AdamW", r"adam|multi_tensor"),

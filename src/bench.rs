@@ -93,7 +93,8 @@ pub struct StepStats {
 pub fn hold_memory(device: &Device, mib: usize) -> Result<Tensor<1>, String> {
     let elements = mib.checked_mul(1 << 18).ok_or_else(|| format!("--hold-mib {mib} is too large"))?; // f32: 2^18 per MiB
     // A refused allocation panics in the backend (tch unwraps PyTorch's error): caught, and its
-    // message becomes the error, without the panic hook's report.
+    // message becomes the error, without the panic hook's report. The hook is the process's;
+    // this runs before the steps, with no other thread at work.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let held = std::panic::catch_unwind(|| {
@@ -140,7 +141,7 @@ impl KernelTimes {
         let mut spans = Vec::new();
         let mut by_name: std::collections::HashMap<&str, (u64, u64)> = std::collections::HashMap::new();
         for (start, duration, name) in events {
-            spans.push((start, start + duration));
+            spans.push((start, start.saturating_add(duration)));
             let k = by_name.entry(name).or_default();
             k.0 += 1;
             k.1 += duration;

@@ -122,8 +122,8 @@ H100_MIB=81559
 TOTAL_MIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -n 1 | tr -d ' ')
 [[ "$TOTAL_MIB" =~ ^[0-9]+$ ]] || TOTAL_MIB=0
 HOLD_MIB=$((${TOTAL_MIB:-0} > H100_MIB ? TOTAL_MIB - H100_MIB : 0))
-part batch && log "largest batch within an H100's $H100_MIB MiB: this card has ${TOTAL_MIB:-?} MiB, $HOLD_MIB MiB held" \
-    && for b in 768 896 1024 1152; do
+part batch && log "largest batch within an H100's $H100_MIB MiB: this card has $TOTAL_MIB MiB (0: unknown), $HOLD_MIB MiB held" \
+    && for b in 512 768 896 1024 1152; do
     run 40 "maestro-libtorch-batch-$b-in-${H100_MIB}MiB" "$BIN" bench step --device libtorch-cuda:0 --batch $b --steps 1 \
         --warmup 1 --precision bf16 --only finetune --hold-mib $HOLD_MIB --json || break
 done

@@ -125,11 +125,10 @@ mod libtorch {
 
     use crate::torch_ops::GradEdge;
 
-    /// PyTorch's graph of one recorded operation: where the output's gradient enters it, and
-    /// the leaves it was computed from. The output itself is not held: it lives as long as burn
-    /// (or PyTorch's saved tensors) need it, as in a PyTorch step. `keep` holds burn's handles on
-    /// the inputs, and on the output where PyTorch saved it, so burn never overwrites memory
-    /// PyTorch saved while the graph lives (burn-tch reuses a tensor only it holds).
+    /// PyTorch's graph of one recorded operation (attention): where the output's gradient enters
+    /// it, and the leaves it was computed from. `keep` holds burn's handles on the inputs and on
+    /// the output, which flash attention saves, so burn never overwrites memory PyTorch saved
+    /// while the graph lives (burn-tch reuses a tensor only it holds).
     pub(super) struct TorchGraph {
         edge: Arc<GradEdge>,
         leaves: Vec<tch::Tensor>,
