@@ -169,9 +169,9 @@ pub fn upload_pinned(data: &[f32], shape: &[usize], device_index: usize) -> Tens
 /// A recorder's `stop` in the shim: it writes its lines, malloc'd, and returns an error or null.
 type Stop = unsafe extern "C" fn(*mut *mut libc::c_char) -> *mut libc::c_char;
 
-/// Runs `f` under a recorder of the shim that `start` (already called) started, and stops it
-/// however `f` ends (a recorder left running would slow every operation of the process): `f`'s
-/// result and the recorder's lines, or what went wrong starting or stopping it.
+/// Runs `f` under a recorder of the shim whose start call (already made) returned `started`,
+/// and stops it however `f` ends (a recorder left running would slow every operation of the
+/// process): `f`'s result and the recorder's lines, or what went wrong starting or stopping it.
 fn recording<R>(what: &str, started: *mut libc::c_char, stop: Stop, f: impl FnOnce() -> R) -> Result<(R, String), String> {
     struct Running(Stop);
     impl Drop for Running {
