@@ -4,7 +4,7 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
 use maestro::model::checkpoint::{self, CheckpointError, LoadMode};
@@ -12,12 +12,8 @@ use maestro::model::config::VitShape;
 use maestro::model::vit::{VisionTransformer, VitConfig};
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
 fn io() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("vit_parity_io.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(util::fixture("vit_parity_io.json")).unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -55,7 +51,7 @@ fn assert_close(got: &[f32], want: &[f32], rel: f32, what: &str) {
 #[test]
 fn pth_logits_match_timm() {
     let mut m = model(32);
-    let report = checkpoint::load(&mut m, &fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
+    let report = checkpoint::load(&mut m, &util::fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
     assert!(report.missing.is_empty(), "{report}");
     assert_close(&logits(&m), &floats(&io()["logits"]), 1e-4, "logits");
 }
@@ -63,21 +59,21 @@ fn pth_logits_match_timm() {
 #[test]
 fn safetensors_logits_match_timm() {
     let mut m = model(32);
-    checkpoint::load(&mut m, &fixture("vit_parity.safetensors"), LoadMode::Finetuned, "test").unwrap();
+    checkpoint::load(&mut m, &util::fixture("vit_parity.safetensors"), LoadMode::Finetuned, "test").unwrap();
     assert_close(&logits(&m), &floats(&io()["logits"]), 1e-4, "logits");
 }
 
 #[test]
 fn pretrained_encoder_may_lack_exactly_the_classifier() {
     let mut m = model(32);
-    let report = checkpoint::load(&mut m, &fixture("vit_parity_encoder.pth"), LoadMode::Pretrained, "test").unwrap();
+    let report = checkpoint::load(&mut m, &util::fixture("vit_parity_encoder.pth"), LoadMode::Pretrained, "test").unwrap();
     assert_eq!(report.missing, vec!["fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"]);
     for k in ["norm.weight", "norm.bias", "mask_token", "decoder_embed.weight"] {
         assert!(report.unused.iter().any(|u| u == k), "{k} should be unused: {:?}", report.unused);
     }
     // The same file is not a fine-tuned model.
     let mut m = model(32);
-    match checkpoint::load(&mut m, &fixture("vit_parity_encoder.pth"), LoadMode::Finetuned, "test") {
+    match checkpoint::load(&mut m, &util::fixture("vit_parity_encoder.pth"), LoadMode::Finetuned, "test") {
         Err(CheckpointError::MissingKeys { keys, .. }) => assert_eq!(keys.len(), 4),
         other => panic!("expected missing keys, got {other:?}"),
     }
@@ -86,7 +82,7 @@ fn pretrained_encoder_may_lack_exactly_the_classifier() {
 #[test]
 fn pos_embed_is_interpolated_like_mae() {
     let mut m = model(48);
-    let report = checkpoint::load(&mut m, &fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
+    let report = checkpoint::load(&mut m, &util::fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
     assert_eq!(report.interpolated, Some((4, 6)));
     let got = m.pos_embed.val().into_data().try_to_vec::<f32>().unwrap();
     assert_close(&got, &floats(&io()["pos_embed_48"]), 1e-5, "pos_embed");
@@ -95,7 +91,7 @@ fn pos_embed_is_interpolated_like_mae() {
 #[test]
 fn a_checkpoint_of_another_shape_names_the_key_and_both_shapes() {
     let mut m = config(32, 60).init(&util::test_device());
-    let err = checkpoint::load(&mut m, &fixture("vit_parity.pth"), LoadMode::Pretrained, "vit 60").unwrap_err();
+    let err = checkpoint::load(&mut m, &util::fixture("vit_parity.pth"), LoadMode::Pretrained, "vit 60").unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("`cls_token` has shape [1, 1, 48] in the checkpoint but [1, 1, 60] in the model"), "{msg}");
 }
@@ -103,7 +99,7 @@ fn a_checkpoint_of_another_shape_names_the_key_and_both_shapes() {
 #[test]
 fn export_uses_timm_names_and_round_trips() {
     let mut m = model(32);
-    checkpoint::load(&mut m, &fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
+    checkpoint::load(&mut m, &util::fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("export.safetensors");
     checkpoint::export_safetensors(&m, &out).unwrap();
@@ -120,5 +116,5 @@ fn export_uses_timm_names_and_round_trips() {
         keys.sort();
         keys
     };
-    assert_eq!(text(&out), text(&fixture("vit_parity.safetensors")));
+    assert_eq!(text(&out), text(&util::fixture("vit_parity.safetensors")));
 }

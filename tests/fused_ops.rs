@@ -5,7 +5,6 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -15,12 +14,8 @@ use maestro::model::fused;
 use maestro::model::vit::VitConfig;
 use serde_json::Value;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
 fn json(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(util::fixture(name)).unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -51,7 +46,7 @@ fn vit_gradients_match_timm() {
         bf16: false,
     };
     let mut model = config.init(&device);
-    checkpoint::load(&mut model, &fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
+    checkpoint::load(&mut model, &util::fixture("vit_parity.pth"), LoadMode::Finetuned, "test").unwrap();
 
     let io = json("vit_parity_io.json");
     let want = json("vit_parity_grads.json");

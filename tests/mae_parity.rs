@@ -4,17 +4,12 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
 use maestro::model::checkpoint;
 use maestro::model::config::VitShape;
 use maestro::model::mae::MaeConfig;
 use serde_json::Value;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
 
 /// The model of a fixture's `config` (the official constructor's arguments).
 fn config(c: &Value, supervised_classes: Option<usize>) -> MaeConfig {
@@ -44,11 +39,11 @@ fn floats(v: &Value) -> Vec<f32> {
 
 #[test]
 fn loss_mask_and_prediction_match_the_official_model() {
-    let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("mae_parity_io.json")).unwrap()).unwrap();
+    let io: Value = serde_json::from_str(&std::fs::read_to_string(util::fixture("mae_parity_io.json")).unwrap()).unwrap();
     let cfg = config(&io["config"], None);
     let dev = util::test_device();
     let mut model = cfg.init(&dev);
-    let report = checkpoint::load_exact(&mut model, &fixture("mae_parity.pth"), "mae parity").unwrap();
+    let report = checkpoint::load_exact(&mut model, &util::fixture("mae_parity.pth"), "mae parity").unwrap();
     assert!(report.unused.is_empty(), "{report}");
 
     let imgs = Tensor::<4>::from_data(TensorData::new(floats(&io["input"]), [2, 3, 32, 32]), &dev);
@@ -78,7 +73,7 @@ fn loss_mask_and_prediction_match_the_official_model() {
 /// rec + 0.01 x CE(logits / 10). Fixture: scripts/fixtures/supmae_official_parity.py.
 #[test]
 fn supmae_logits_and_loss_match_the_official_model() {
-    let io: Value = serde_json::from_str(&std::fs::read_to_string(fixture("supmae_parity_io.json")).unwrap()).unwrap();
+    let io: Value = serde_json::from_str(&std::fs::read_to_string(util::fixture("supmae_parity_io.json")).unwrap()).unwrap();
     let c = &io["config"];
     let u = |k: &str| c[k].as_u64().unwrap() as usize;
     let cfg = config(c, Some(u("nb_classes")));
@@ -86,7 +81,7 @@ fn supmae_logits_and_loss_match_the_official_model() {
     // Training mode: BatchNorm1d normalises with the batch's statistics.
     let dev = util::test_device().autodiff();
     let mut model = cfg.init(&dev);
-    let report = checkpoint::load_exact(&mut model, &fixture("supmae_parity.pth"), "supmae parity").unwrap();
+    let report = checkpoint::load_exact(&mut model, &util::fixture("supmae_parity.pth"), "supmae parity").unwrap();
     assert!(report.unused.iter().all(|k| k == "cls_head.1.num_batches_tracked"), "{report}");
 
     let n = io["labels"].as_array().unwrap().len();

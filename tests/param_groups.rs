@@ -7,7 +7,7 @@ use serde_json::Value;
 use util::*;
 
 fn check(fixture: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
+    let path = util::fixture(fixture);
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let model = expected["model"].as_str().unwrap().trim_end_matches("_224").to_string();
     let llrd = expected["llrd"].as_f64().unwrap();

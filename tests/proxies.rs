@@ -105,7 +105,7 @@ fn fashion_mnist_demo_proxies_have_the_expected_counts_and_are_reproducible() {
 #[test]
 fn committed_demo_manifests_are_what_the_demo_study_builds() {
     require_fashion_mnist();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = util::repo();
     let dir = Dir::new();
     let mut c = dir.maestro();
     c.args(["proxy", "build", "--study"]).arg(repo.join("studies/demo.yaml")).args(["--out-dir", "out"]);
@@ -136,7 +136,7 @@ fn materialized_fashion_mnist_is_pngs() {
 #[test]
 fn validate_prints_the_demo_plan() {
     require_fashion_mnist();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = util::repo();
     let dir = Dir::new();
     let mut c = dir.maestro();
     c.arg("validate").arg(repo.join("studies/demo.yaml"));
@@ -164,7 +164,7 @@ fn paper_study_plans_against_an_imagenet_shaped_tree() {
             }
         }
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = util::repo();
     let text = read(&repo.join("studies/paper-vit-b.yaml")).replace("/data/imagenet", root.to_str().unwrap());
     dir.write("paper.yaml", &text);
     let mut c = dir.maestro();

@@ -141,7 +141,7 @@ fn a_diverged_trial_is_recorded_and_the_fit_goes_on() {
 #[test]
 fn external_command_trials_are_scheduled_fitted_and_reported() {
     let dir = Dir::new();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_main_finetune.py");
+    let script = util::fixture("fake_main_finetune.py");
     study(
         &dir,
         "e",
@@ -165,7 +165,7 @@ fn external_command_trials_are_scheduled_fitted_and_reported() {
 
 /// A study of command trials whose fake training peaks at LLRD 0.8.
 fn command_study(dir: &Dir, name: &str, grid: &str, extra: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_main_finetune.py");
+    let script = util::fixture("fake_main_finetune.py");
     study(
         dir,
         name,

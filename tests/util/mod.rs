@@ -12,6 +12,18 @@ pub const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 #[allow(unused_imports)] // not every test binary runs a model
 pub use maestro::device::test_device;
 
+/// The checkout under test. `cargo test` sets `CARGO_MANIFEST_DIR` when it runs a test, so
+/// this is read at run time: a test binary reused from a shared `CARGO_TARGET_DIR` that another
+/// checkout built would otherwise read that checkout's files through the path compiled into it.
+pub fn repo() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A file under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
 pub struct Dir {
     pub tmp: tempfile::TempDir,
 }
