@@ -429,6 +429,113 @@ def time_diff(args):
         print()
 
 
+def log_parts(path):
+    """The parts of a benches/gpu/run.sh log: label -> {"rc", "s", "mib", "json": [objects]}. A
+    part runs between `=== LABEL (limit ...): COMMAND` and `=== LABEL: exit RC after S s, peak GPU
+    memory M MiB ...`; what it printed in between may hold JSON (one object per line from this
+    script, an array over several lines from `maestro bench --json`)."""
+    import re
+    start = re.compile(r"^=== (\S+) \(limit \d+ s\): ")
+    end = re.compile(r"^=== (\S+): exit (\d+) after ([\d.]+) s, peak GPU memory (-?\d+) MiB")
+    parts, label, text = {}, None, []
+    decoder = json.JSONDecoder()
+    with open(path) as f:
+        for line in f:
+            if m := start.match(line):
+                label, text = m.group(1), []
+            elif (m := end.match(line)) and m.group(1) == label:
+                body, found, i = "".join(text), [], 0
+                while i < len(body):
+                    if body[i] in "[{" and (i == 0 or body[i - 1] == "\n"):
+                        try:
+                            value, j = decoder.raw_decode(body, i)
+                        except ValueError:
+                            i += 1
+                            continue
+                        found += value if isinstance(value, list) else [value]
+                        i = j
+                    else:
+                        i += 1
+                parts[label] = {"rc": int(m.group(2)), "s": float(m.group(3)), "mib": int(m.group(4)), "json": found}
+                label = None
+            elif label is not None:
+                text.append(line)
+    return parts
+
+
+def summary(args):
+    """The ratios a run.sh log holds, as Markdown: each maestro step against PyTorch's (images/s
+    and the card's peak memory over the part), where a step's time goes, and the largest batch."""
+    import re
+    try:
+        parts = log_parts(args.log)
+    except OSError as e:
+        sys.exit(f"summary: cannot read the log: {e}")
+
+    def rate(label):
+        part = parts.get(label)
+        if not part or part["rc"] != 0 or not part["json"]:
+            return None, None
+        j = part["json"][0]
+        return j.get("images_per_s"), part["mib"]
+
+    def ratio(x, y):
+        return f"{x / y:.2f}x" if x and y else "-"
+
+    def num(x, fmt):
+        return format(x, fmt) if x is not None else "-"
+
+    def table(header, lines):
+        if lines:
+            print(header)
+            print("|" + "---|" * (header.count("|") - 1))
+            print("\n".join(lines) + "\n")
+
+    lines = []
+    rows = [("fine-tune ViT-B/16, bf16 (timm eager autocast)", "torch-bf16", "maestro-libtorch-finetune-bf16-fused"),
+            ("fine-tune ViT-B/16, bf16 (timm torch.compile)", "torch-bf16-compile", "maestro-libtorch-finetune-bf16-fused"),
+            ("fine-tune ViT-B/16, f32 (TF32)", "torch-f32", "maestro-libtorch-finetune-f32-fused"),
+            ("MAE pre-training, mask 0.9, 1x512 decoder, bf16", "torch-mae-bf16", "maestro-libtorch-pretrain-bf16-fused"),
+            ("MAE pre-training, f32 (TF32)", "torch-mae-f32", "maestro-libtorch-pretrain-f32-fused"),
+            ("fine-tune, bf16, maestro --unfused", "torch-bf16", "maestro-libtorch-finetune-bf16-unfused"),
+            ("pre-training, bf16, maestro --unfused", "torch-mae-bf16", "maestro-libtorch-pretrain-bf16-unfused")]
+    for what, torch_label, maestro_label in rows:
+        (t, tm), (m, mm) = rate(torch_label), rate(maestro_label)
+        if t is None and m is None:
+            continue
+        lines.append(f"| {what} | {num(t, '.1f')} | {num(m, '.1f')} | {ratio(m, t)} | {num(tm, 'd')} | "
+                     f"{num(mm, 'd')} | {ratio(mm, tm)} |")
+    table("| step (batch 128) | PyTorch img/s | maestro img/s | ratio | PyTorch MiB | maestro MiB | memory ratio |", lines)
+
+    lines = []
+    for what, torch_label, maestro_label in [
+            ("fine-tune forward + backward", "torch-finetune-bf16-backward", "maestro-libtorch-finetune-bf16-backward-fused"),
+            ("fine-tune AdamW update", "torch-finetune-bf16-optimizer", "maestro-libtorch-finetune-bf16-optimizer-fused"),
+            ("pre-training forward + backward", "torch-pretrain-bf16-backward", "maestro-libtorch-pretrain-bf16-backward-fused"),
+            ("pre-training AdamW update", "torch-pretrain-bf16-optimizer", "maestro-libtorch-pretrain-bf16-optimizer-fused"),
+            ("fine-tune step at batch 8 (the host's cost)", "torch-finetune-bf16-batch8", "maestro-libtorch-finetune-bf16-batch8")]:
+        t = parts.get(torch_label, {}).get("json") or [{}]
+        m = parts.get(maestro_label, {}).get("json") or [{}]
+        a, b = t[0].get("step_ms"), m[0].get("step_ms")
+        if a is None and b is None:
+            continue
+        lines.append(f"| {what} | {num(a, '.2f')} | {num(b, '.2f')} | {ratio(b, a)} |")
+    table("| where the time goes (ms) | PyTorch | maestro | ratio |", lines)
+
+    scan = sorted((int(m.group(1)), part) for label, part in parts.items()
+                  if (m := re.match(r"maestro-libtorch-batch-(\d+)", label)))
+    lines = []
+    for b, part in scan:
+        j = part["json"][0] if part["json"] else {}
+        held = j.get("held_mib")
+        lines.append(f"| {b} | {part['rc']} | {part['mib']}{f' ({held} held)' if held else ''} | "
+                     f"{num(j.get('images_per_s'), '.1f')} |")
+    table("| fine-tune batch (bf16) | exit | card memory MiB (held included) | img/s |", lines)
+    if scan:
+        fits = [b for b, part in scan if part["rc"] == 0]
+        print(f"largest batch that ran: {max(fits) if fits else 'none'}")
+
+
 def make_jpegs(args):
     import random
     from PIL import Image, ImageDraw, ImageFilter
@@ -474,12 +581,14 @@ def main():
     d.add_argument("maestro")
     d.add_argument("torch")
     d.add_argument("--rows", type=int, default=30, help="how many kernels to list, those whose time differs most first")
+    r = sub.add_parser("summary", help="the ratios in a benches/gpu/run.sh log, as Markdown tables")
+    r.add_argument("log")
     m = sub.add_parser("make-jpegs")
     m.add_argument("out")
     m.add_argument("--count", type=int, default=200)
     args = p.parse_args()
     {"step": step, "pipeline": pipeline, "census-diff": census_diff, "time-diff": time_diff,
-     "make-jpegs": make_jpegs}[args.cmd](args)
+     "summary": summary, "make-jpegs": make_jpegs}[args.cmd](args)
 
 
 if __name__ == "__main__":

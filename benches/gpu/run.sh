@@ -4,7 +4,8 @@
 # BINARY: maestro built by scripts/build-cuda (with --libtorch for the `libtorch-cuda` device);
 # MAE_CHECKOUT: a folder holding facebookresearch/mae's models_mae.py and util/ (the official
 # pre-training model). Writes $OUT (or benches/results/) gpu-<date>.txt with everything printed,
-# gpu-<date>-mem.csv (the card's memory every 100 ms) and the cubecl logs.
+# gpu-<date>-mem.csv (the card's memory every 100 ms), gpu-<date>-summary.md (the ratios, from
+# `torch_reference.py summary`, also at the end of the log) and the cubecl logs.
 #
 # Order: what the ratios need first (PyTorch's steps, maestro's on libtorch), then the largest
 # batch, the input pipeline, and burn's own CUDA backend (cubecl) last, since its cold start is
@@ -228,7 +229,13 @@ pack() {
     local dirs=$(cd "$OUTDIR" && ls -d fmnist-* demo-study jpeg-trial-* census-* 2>/dev/null)
     [ -n "$dirs" ] && tar -C "$OUTDIR" -czf "$OUTDIR/runs-$STAMP.tar.gz" $dirs && (cd "$OUTDIR" && rm -rf $dirs)
 }
-part cubecl || { pack; log "log: $LOG ($((SECONDS - START)) s)"; exit 0; }
+# The ratios, read back from this log (also in gpu-<date>-summary.md).
+summarize() {
+    $PY benches/torch_reference.py summary "$LOG" >"$OUTDIR/gpu-$STAMP-summary.md" 2>&1
+    log "=== summary"
+    tee -a "$LOG" <"$OUTDIR/gpu-$STAMP-summary.md"
+}
+part cubecl || { pack; summarize; log "log: $LOG ($((SECONDS - START)) s)"; exit 0; }
 CUBE=/tmp/maestro-cubecl && mkdir -p "$CUBE"
 cat >"$CUBE/cubecl.toml" <<EOF
 [autotune]
@@ -253,4 +260,5 @@ cd - >/dev/null || true
 [ -d "$OUTDIR/cubecl-env" ] && tar -C "$OUTDIR" -cJf "$OUTDIR/cubecl-env.tar.xz" cubecl-env && rm -rf "$OUTDIR/cubecl-env"
 for f in "$OUTDIR"/cubecl-*.log; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 4000000 ] && xz -f "$f"; done
 pack
+summarize
 log "log: $LOG ($(((SECONDS - START))) s)"
