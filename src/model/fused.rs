@@ -64,6 +64,11 @@ pub trait FusedOps: Backend {
         Self::linear(x, weight, Some(bias))
     }
 
+    /// GELU with the erf (timm's `nn.GELU()`), and the derivative of that same function.
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::gelu(x)
+    }
+
     /// LayerNorm over the last dimension, with an affine weight and bias of that size.
     fn fused_layer_norm(
         x: FloatTensor<Self>,
@@ -99,7 +104,68 @@ mod autodiff {
     impl<C: CheckpointStrategy> FusedOps for Autodiff<burn::backend::Flex, C> {}
 
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    impl<C: CheckpointStrategy> FusedOps for Autodiff<burn::backend::Cube, C> {}
+    impl<C: CheckpointStrategy> FusedOps for Autodiff<burn::backend::Cube, C> {
+        fn fused_gelu(x: burn::backend::tensor::FloatTensor<Self>) -> burn::backend::tensor::FloatTensor<Self> {
+            super::cube::exact_gelu::<C>(x)
+        }
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod cube {
+    //! GELU under autodiff on CubeCL (burn's `cuda` and `wgpu`). burn 0.22's default
+    //! `gelu_backward`, which CubeCL keeps, is the derivative of GELU's tanh approximation, while
+    //! its forward is the exact erf form: the gradient is not that of the function computed (off
+    //! by up to 9e-4 near x = 2). PyTorch's `nn.GELU()` differentiates the erf form. This backward
+    //! does too, from the input alone, as burn's does.
+
+    use burn::backend::autodiff::Autodiff;
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::ops::{ActivationOps, FloatTensorOps};
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::Cube;
+
+    #[derive(Debug)]
+    struct ExactGeluBackward;
+
+    impl Backward<Cube, 1> for ExactGeluBackward {
+        type State = FloatTensor<Cube>;
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let grad = grads.consume::<Cube>(&ops.node);
+            if let Some(node) = &ops.parents[0] {
+                grads.register::<Cube>(node.id, Cube::float_mul(grad, gelu_derivative(ops.state)));
+            }
+        }
+    }
+
+    /// d/dx x Phi(x) = Phi(x) + x phi(x): 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
+    pub(super) fn gelu_derivative(x: FloatTensor<Cube>) -> FloatTensor<Cube> {
+        let cdf = Cube::float_erf(Cube::float_div_scalar(x.clone(), core::f64::consts::SQRT_2.into()));
+        let cdf = Cube::float_mul_scalar(Cube::float_add_scalar(cdf, 1.0.into()), 0.5.into());
+        let square = Cube::float_mul(x.clone(), x.clone());
+        let pdf = Cube::float_exp(Cube::float_mul_scalar(square, (-0.5).into()));
+        let pdf = Cube::float_mul_scalar(pdf, (1.0 / (2.0 * core::f64::consts::PI).sqrt()).into());
+        Cube::float_add(cdf, Cube::float_mul(x, pdf))
+    }
+
+    pub(super) fn exact_gelu<C: CheckpointStrategy>(x: FloatTensor<Autodiff<Cube, C>>) -> FloatTensor<Autodiff<Cube, C>> {
+        match ExactGeluBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let input = x.primitive().clone();
+                prep.finish(input, Cube::gelu(x.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Cube::gelu(x.into_primitive())),
+        }
+    }
+}
+
+/// GELU (erf form) whose derivative on every backend is that of the erf form, as PyTorch's.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
 }
 
 #[cfg(feature = "tch")]

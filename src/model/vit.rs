@@ -40,6 +40,8 @@ pub struct Attention {
 #[derive(Module, Debug)]
 pub struct Mlp {
     pub fc1: Linear,
+    /// timm's `act` (no parameters). The forward pass calls `fused::gelu`, whose derivative is
+    /// the erf form's on every backend.
     pub act: Gelu,
     pub fc2: Linear,
 }
@@ -216,12 +218,12 @@ impl Block {
             let f32 = FloatDType::F32;
             let a = self.attn.forward_in(norm(&self.norm1, x.clone()), true).cast(f32);
             let x = x + self.drop_path.forward(a);
-            let hidden = self.mlp.act.forward(linear_tokens(&self.mlp.fc1, norm(&self.norm2, x.clone()), true));
+            let hidden = fused::gelu(linear_tokens(&self.mlp.fc1, norm(&self.norm2, x.clone()), true));
             let y = linear_tokens(&self.mlp.fc2, hidden, true).cast(f32);
             return x + self.drop_path.forward(y);
         }
         let x = x.clone() + self.drop_path.forward(self.attn.forward(norm(&self.norm1, x)));
-        let hidden = self.mlp.act.forward(linear_tokens(&self.mlp.fc1, norm(&self.norm2, x.clone()), false));
+        let hidden = fused::gelu(linear_tokens(&self.mlp.fc1, norm(&self.norm2, x.clone()), false));
         let y = linear_tokens(&self.mlp.fc2, hidden, false);
         x + self.drop_path.forward(y)
     }
