@@ -94,7 +94,10 @@ fn main() {
     row("maestro scan (torchvision order, labels)", scan);
     row(&format!("scan + build {}-class subset + 10% proxies", classes / 5), build);
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torchvision_scan.py");
+    // Read at run time (cargo sets it), not compiled in: a binary reused from a shared target
+    // folder would otherwise look in the checkout that built it.
+    let repo = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let script = repo.join("benches/torchvision_scan.py");
     match std::process::Command::new("python3").arg(&script).arg(root.join("train")).arg(root.join("val")).arg(repeats.to_string()).output() {
         Ok(o) if o.status.success() => {
             let secs: f64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(f64::NAN);

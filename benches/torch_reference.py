@@ -436,7 +436,8 @@ def log_parts(path):
     script, an array over several lines from `maestro bench --json`)."""
     import re
     start = re.compile(r"^=== (\S+) \(limit \d+ s\): ")
-    end = re.compile(r"^=== (\S+): exit (\d+) after ([\d.]+) s, peak GPU memory (-?\d+) MiB")
+    # The memory is missing when nvidia-smi gave no reading over the part.
+    end = re.compile(r"^=== (\S+): exit (\d+) after ([\d.]+) s, peak GPU memory (-?\d+)? ?MiB")
     parts, label, text = {}, None, []
     decoder = json.JSONDecoder()
     with open(path) as f:
@@ -456,7 +457,8 @@ def log_parts(path):
                         i = j
                     else:
                         i += 1
-                parts[label] = {"rc": int(m.group(2)), "s": float(m.group(3)), "mib": int(m.group(4)), "json": found}
+                mib = int(m.group(4)) if m.group(4) is not None else None
+                parts[label] = {"rc": int(m.group(2)), "s": float(m.group(3)), "mib": mib, "json": found}
                 label = None
             elif label is not None:
                 text.append(line)
@@ -485,7 +487,10 @@ def summary(args):
     def num(x, fmt):
         return format(x, fmt) if x is not None else "-"
 
+    printed = []
+
     def table(header, lines):
+        printed.extend(lines)
         if lines:
             print(header)
             print("|" + "---|" * (header.count("|") - 1))
@@ -505,7 +510,8 @@ def summary(args):
             continue
         lines.append(f"| {what} | {num(t, '.1f')} | {num(m, '.1f')} | {ratio(m, t)} | {num(tm, 'd')} | "
                      f"{num(mm, 'd')} | {ratio(mm, tm)} |")
-    table("| step (batch 128) | PyTorch img/s | maestro img/s | ratio | PyTorch MiB | maestro MiB | memory ratio |", lines)
+    table("| step (batch 128) | PyTorch img/s | maestro img/s | speed ratio (maestro / PyTorch) | PyTorch MiB | "
+          "maestro MiB | memory ratio |", lines)
 
     lines = []
     for what, torch_label, maestro_label in [
@@ -514,13 +520,14 @@ def summary(args):
             ("pre-training forward + backward", "torch-pretrain-bf16-backward", "maestro-libtorch-pretrain-bf16-backward-fused"),
             ("pre-training AdamW update", "torch-pretrain-bf16-optimizer", "maestro-libtorch-pretrain-bf16-optimizer-fused"),
             ("fine-tune step at batch 8 (the host's cost)", "torch-finetune-bf16-batch8", "maestro-libtorch-finetune-bf16-batch8")]:
-        t = parts.get(torch_label, {}).get("json") or [{}]
-        m = parts.get(maestro_label, {}).get("json") or [{}]
-        a, b = t[0].get("step_ms"), m[0].get("step_ms")
+        def ms(label):
+            part = parts.get(label)
+            return part["json"][0].get("step_ms") if part and part["rc"] == 0 and part["json"] else None
+        a, b = ms(torch_label), ms(maestro_label)
         if a is None and b is None:
             continue
         lines.append(f"| {what} | {num(a, '.2f')} | {num(b, '.2f')} | {ratio(b, a)} |")
-    table("| where the time goes (ms) | PyTorch | maestro | ratio |", lines)
+    table("| where the time goes (median ms per step) | PyTorch | maestro | time ratio (maestro / PyTorch) |", lines)
 
     scan = sorted((int(m.group(1)), part) for label, part in parts.items()
                   if (m := re.match(r"maestro-libtorch-batch-(\d+)", label)))
@@ -528,12 +535,14 @@ def summary(args):
     for b, part in scan:
         j = part["json"][0] if part["json"] else {}
         held = j.get("held_mib")
-        lines.append(f"| {b} | {part['rc']} | {part['mib']}{f' ({held} held)' if held else ''} | "
+        lines.append(f"| {b} | {part['rc']} | {num(part['mib'], 'd')}{f' ({held} held)' if held else ''} | "
                      f"{num(j.get('images_per_s'), '.1f')} |")
     table("| fine-tune batch (bf16) | exit | card memory MiB (held included) | img/s |", lines)
     if scan:
         fits = [b for b, part in scan if part["rc"] == 0]
         print(f"largest batch that ran: {max(fits) if fits else 'none'}")
+    if not printed:
+        print(f"no part of {args.log} measured a step that summary compares")
 
 
 def make_jpegs(args):

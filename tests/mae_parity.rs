@@ -4,7 +4,6 @@
 
 mod util;
 
-
 use burn::tensor::{Tensor, TensorData};
 use maestro::model::checkpoint;
 use maestro::model::config::VitShape;

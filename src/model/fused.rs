@@ -11,10 +11,13 @@
 //! launches what a PyTorch eager step does (`maestro bench step --ops` counts both).
 //!
 //! The operations are a burn backend extension (`#[backend_extension]`): every other backend
-//! (flex, CubeCL) runs burn's own differentiable composition, exactly as before.
+//! (flex, CubeCL) runs burn's own differentiable composition, exactly as before. GELU is the
+//! exception: under autodiff on CubeCL its backward is maestro's (see `mod cube`), since burn's
+//! there differentiates the tanh approximation of the erf form its forward computes.
 //!
 //! [`set_enabled`] turns the fused path off, so one binary can measure what it buys
-//! (`maestro bench step --unfused`).
+//! (`maestro bench step --unfused`). It leaves GELU's exact backward on: that one is a fix, not
+//! a speed-up.
 
 // burn-tch is deprecated in burn 0.22 but is the path to PyTorch's kernels (see device.rs).
 #![cfg_attr(feature = "tch", allow(deprecated))]
@@ -126,7 +129,8 @@ mod cube {
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::ops::{ActivationOps, FloatTensorOps};
     use burn::backend::tensor::FloatTensor;
-    use burn::backend::Cube;
+    use burn::backend::{Cube, TensorMetadata};
+    use burn::tensor::FloatDType;
 
     #[derive(Debug)]
     struct ExactGeluBackward;
@@ -134,16 +138,21 @@ mod cube {
     impl Backward<Cube, 1> for ExactGeluBackward {
         type State = FloatTensor<Cube>;
 
+        /// In f32 whatever the dtype, rounded once at the end, as PyTorch's `gelu_backward`
+        /// computes a bf16 one.
         fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
             let grad = grads.consume::<Cube>(&ops.node);
             if let Some(node) = &ops.parents[0] {
-                grads.register::<Cube>(node.id, Cube::float_mul(grad, gelu_derivative(ops.state)));
+                let dtype = FloatDType::from(grad.dtype());
+                let x = Cube::float_cast(ops.state, FloatDType::F32);
+                let d = Cube::float_mul(Cube::float_cast(grad, FloatDType::F32), gelu_derivative(x));
+                grads.register::<Cube>(node.id, Cube::float_cast(d, dtype));
             }
         }
     }
 
     /// d/dx x Phi(x) = Phi(x) + x phi(x): 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
-    pub(super) fn gelu_derivative(x: FloatTensor<Cube>) -> FloatTensor<Cube> {
+    fn gelu_derivative(x: FloatTensor<Cube>) -> FloatTensor<Cube> {
         let cdf = Cube::float_erf(Cube::float_div_scalar(x.clone(), core::f64::consts::SQRT_2.into()));
         let cdf = Cube::float_mul_scalar(Cube::float_add_scalar(cdf, 1.0.into()), 0.5.into());
         let square = Cube::float_mul(x.clone(), x.clone());
