@@ -329,3 +329,41 @@ fn a_finished_trial_its_runner_did_not_record_is_not_run_again() {
     assert_eq!(events(&j, "completed").len(), 10);
     assert!(events(&j, "completed").iter().any(|e| e["trial"] == trial));
 }
+
+/// A run folder is resumed from another working directory (trial specs name its files by
+/// absolute path), after a crash tore the journal's last line (the next runner appends after
+/// it, not onto it), and a refused edit of the study leaves the folder's copy as it was.
+#[test]
+fn a_run_folder_resumes_from_anywhere_after_a_torn_journal_and_a_refused_edit() {
+    let dir = Dir::new();
+    study(&dir, "w", "");
+    let mut c = dir.maestro();
+    c.args(["run", "w.yaml", "--quiet"]);
+    run(c).success();
+    let ran = events(&journal(&dir, "runs/w"), "running").len();
+
+    std::fs::create_dir(dir.join("elsewhere")).unwrap();
+    let mut c = dir.maestro();
+    c.current_dir(dir.join("elsewhere")).args(["run", "../w.yaml", "--quiet", "--run-dir", "../runs/w", "--report-dir", "../reports/w"]);
+    run(c).success();
+    let mut c = dir.maestro();
+    c.current_dir(dir.join("elsewhere")).args(["trial", "../runs/w/trials/half__scratch__llrd0.6__blr0.001__r0/spec.json", "--quiet"]);
+    run(c).success();
+
+    let path = dir.join("runs/w/journal.jsonl");
+    let text = read(&path);
+    std::fs::write(&path, &text[..text.len() - 15]).unwrap(); // killed mid-write
+    let mut c = dir.maestro();
+    c.args(["run", "w.yaml", "--quiet"]);
+    run(c).success();
+    let j = journal(&dir, "runs/w");
+    assert_eq!(events(&j, "running").len(), ran, "nothing ran again");
+    assert_eq!(events(&j, "completed").len(), 10);
+
+    let study_copy = read(&dir.join("runs/w/study.yaml"));
+    dir.write("w-edited.yaml", &read(&dir.join("w.yaml")).replace("warmup_epochs: 1", "warmup_epochs: 0.5"));
+    let mut c = dir.maestro();
+    c.args(["run", "w-edited.yaml", "--quiet", "--run-dir", "runs/w"]);
+    run(c).code_is(2).stderr_has("the study changed since the run started");
+    assert_eq!(read(&dir.join("runs/w/study.yaml")), study_copy, "the refused study was not recorded as the run's");
+}

@@ -1,6 +1,7 @@
 //! The run's journal: an append-only JSON-lines file of every state change, fsync'd on each
 //! append, replayed to know where a run stands. A torn last line (the runner died while
-//! writing it) is ignored; the rest of the history is never rewritten.
+//! writing it) is ignored when read and cut off when the journal is next opened for appending,
+//! so the next record starts a line of its own; the rest of the history is never rewritten.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -50,8 +51,21 @@ fn now() -> f64 {
 }
 
 impl Journal {
+    /// Open for appending. A last line without its newline was torn by a crash mid-write: it
+    /// is completed when it holds a whole record and cut off when it does not (it never
+    /// recorded anything), so that the next record is not glued onto it.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        let bytes = std::fs::read(path)?;
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if serde_json::from_slice::<Record>(&bytes[start..]).is_ok() {
+                file.write_all(b"\n")?;
+            } else {
+                file.set_len(start as u64)?;
+            }
+            file.sync_data()?;
+        }
         Ok(Journal { path: path.to_path_buf(), file })
     }
 
@@ -245,5 +259,37 @@ mod tests {
         assert_eq!(states["a"].state, TrialState::Completed);
         assert_eq!(states["a"].top1, Some(50.0));
         assert_eq!((states["b"].state, states["b"].failures), (TrialState::Failed, 1));
+    }
+
+    /// The runner that resumes after a crash mid-write appends after the torn line, not onto
+    /// it: the journal stays readable, and a torn line that holds a whole record (only its
+    /// newline was lost) keeps it.
+    #[test]
+    fn appending_after_a_torn_tail_keeps_the_journal_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.jsonl");
+        let run = |t: &str| Event::Running { trial: t.into(), attempt: 1, pid: 1, slot: "cpu".into() };
+        let mut j = Journal::open(&p).unwrap();
+        j.append(run("a")).unwrap();
+        j.append(Event::Completed { trial: "a".into(), attempt: 1, top1: 50.0, top5: 90.0 }).unwrap();
+        drop(j);
+        let whole = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, &whole[..whole.len() - 20]).unwrap(); // torn inside the record
+        let mut j = Journal::open(&p).unwrap();
+        j.append(run("b")).unwrap();
+        drop(j);
+        let records = read(&p).unwrap();
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(replay(&records)["a"].state, TrialState::Running);
+        assert_eq!(replay(&records)["b"].state, TrialState::Running);
+
+        std::fs::write(&p, whole.trim_end()).unwrap(); // only the newline lost
+        let mut j = Journal::open(&p).unwrap();
+        j.append(run("b")).unwrap();
+        drop(j);
+        let states = replay(&read(&p).unwrap());
+        assert_eq!((states["a"].state, states["a"].top1), (TrialState::Completed, Some(50.0)));
+        assert_eq!(states["b"].state, TrialState::Running);
+        assert!(std::fs::read_to_string(&p).unwrap().ends_with('\n'));
     }
 }

@@ -37,11 +37,32 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
 
-/// Write the trial's spec, or check that the one already there is the same trial.
-fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(), String> {
-    let dir = scheduler::trial_dir(run_dir, &spec.id);
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let path = dir.join("spec.json");
+/// A spec as the same trial anywhere: without its device (a run may move to another machine
+/// or other cards) and with the files it names resolved (a spec written by an older runner
+/// names them relative to the folder it ran in).
+fn identity(spec: &TrialSpec) -> TrialSpec {
+    let resolve = |p: &mut Option<PathBuf>| {
+        if let Some(path) = p.as_mut() {
+            if let Ok(abs) = std::fs::canonicalize(&*path) {
+                *path = abs;
+            }
+        }
+    };
+    let mut s = spec.clone();
+    if let Some(f) = s.finetune.as_mut() {
+        f.device.clear();
+        resolve(&mut f.manifest);
+        resolve(&mut f.checkpoint);
+    }
+    if let Some(p) = s.pretrain.as_mut() {
+        p.device.clear();
+        resolve(&mut p.manifest);
+    }
+    s
+}
+
+/// The trial's spec as this run writes it: on the slots' device.
+fn on_device(spec: &TrialSpec, slot_device: &str) -> TrialSpec {
     let mut spec = spec.clone();
     if let Some(f) = spec.finetune.as_mut() {
         f.device = slot_device.to_string();
@@ -49,28 +70,48 @@ fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(),
     if let Some(p) = spec.pretrain.as_mut() {
         p.device = slot_device.to_string();
     }
-    let text = serde_json::to_string_pretty(&spec).expect("spec serialises");
-    if let Ok(old) = std::fs::read_to_string(&path) {
-        if old == text {
-            return Ok(());
-        }
-        // Only the device may differ between runs (another machine, other cards).
-        let strip = |t: &str| serde_json::from_str::<TrialSpec>(t).ok().map(|mut s| {
-            if let Some(f) = s.finetune.as_mut() {
-                f.device.clear();
-            }
-            if let Some(p) = s.pretrain.as_mut() {
-                p.device.clear();
-            }
-            s
-        });
-        if strip(&old) != strip(&text) {
-            return Err(format!(
-                "{}: this run folder holds a different trial under the same id; the study changed since the run started. Use a new run folder (--run-dir) or delete this one",
-                path.display()
-            ));
-        }
+    spec
+}
+
+/// Check that the spec a run folder holds for this trial, if any, is of the same trial.
+fn check_spec(run_dir: &Path, spec: &TrialSpec) -> Result<(), String> {
+    let path = scheduler::trial_dir(run_dir, &spec.id).join("spec.json");
+    let Ok(old) = std::fs::read_to_string(&path) else { return Ok(()) };
+    let old: TrialSpec = serde_json::from_str(&old).map_err(|e| format!("{}: not a trial spec: {e}", path.display()))?;
+    let (old, new) = (identity(&old), identity(spec));
+    if old == new {
+        return Ok(());
     }
+    let mut moved = new.clone();
+    if let (Some(a), Some(b)) = (moved.finetune.as_mut(), old.finetune.as_ref()) {
+        (a.manifest, a.checkpoint) = (b.manifest.clone(), b.checkpoint.clone());
+    }
+    if let (Some(a), Some(b)) = (moved.pretrain.as_mut(), old.pretrain.as_ref()) {
+        a.manifest = b.manifest.clone();
+    }
+    if moved == old {
+        return Err(format!(
+            "{}: this trial was planned with its files at other paths (was the run folder moved or copied?); run it where it was made, or use a new run folder (--run-dir)",
+            path.display()
+        ));
+    }
+    Err(format!(
+        "{}: this run folder holds a different trial under the same id; the study changed since the run started. Use a new run folder (--run-dir) or delete this one",
+        path.display()
+    ))
+}
+
+/// Write the trial's spec, or check that the one already there is the same trial.
+fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(), String> {
+    let spec = on_device(spec, slot_device);
+    check_spec(run_dir, &spec)?;
+    let dir = scheduler::trial_dir(run_dir, &spec.id);
+    let path = dir.join("spec.json");
+    let text = serde_json::to_string_pretty(&spec).expect("spec serialises");
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     crate::train::spec::write_atomic(&path, text.as_bytes()).map_err(io(&path))
 }
 
@@ -193,28 +234,40 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     let s = &loaded.study;
     let catalog = loaded.scan().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&opts.run_dir).map_err(io(&opts.run_dir))?;
+    // Trial specs name the run folder's files by absolute path: a trial, a resumed run or a
+    // report then finds them from any working directory.
+    let run_dir = std::fs::canonicalize(&opts.run_dir).map_err(io(&opts.run_dir))?;
+    let opts = &RunOptions { run_dir, report_dir: opts.report_dir.clone(), quiet: opts.quiet, heartbeat_s: opts.heartbeat_s };
     let _lock = RunLock::acquire(&opts.run_dir)?;
 
     // The study as run; a resumed run must be of the same study.
     let text = std::fs::read_to_string(&loaded.file).map_err(io(&loaded.file))?;
     let copy = opts.run_dir.join("study.yaml");
     let base = opts.run_dir.join("study.base");
-    std::fs::write(&base, loaded.dir().display().to_string()).map_err(io(&base))?;
+    let proxy_dir = opts.run_dir.join("proxies");
+    let stages: Vec<TrialSpec> =
+        s.pretrain_setups.iter().filter_map(|p| p.pretrain.as_ref().map(|r| plan::pretrain_trial(loaded, &p.name, r))).collect();
+    let checkpoints = setup_checkpoints(loaded, &opts.run_dir, &stages);
+    let ctx = PlanContext { proxy_dir: &proxy_dir, setup_checkpoint: &|name: &str| checkpoints.get(name).cloned().flatten() };
     match std::fs::read_to_string(&copy) {
         Ok(old) if old != text => {
             let old_study = LoadedStudy::from_text_in(&copy, &old, &loaded.dir()).map_err(|e| e.to_string())?;
             if old_study.study.name != s.name {
                 return Err(format!("{} holds a run of study `{}`, not `{}`", opts.run_dir.display(), old_study.study.name, s.name));
             }
-            // The same study edited: trial specs decide below whether anything conflicts.
+            // The same study edited: it may add grid values or change how trials run, not what
+            // a planned trial is. Checked before anything in the folder changes.
+            for t in stages.iter().chain(&plan::search_trials(loaded, &ctx, &s.search.llrd)) {
+                check_spec(&opts.run_dir, t)?;
+            }
             std::fs::write(&copy, &text).map_err(io(&copy))?;
         }
         Ok(_) => {}
         Err(_) => std::fs::write(&copy, &text).map_err(io(&copy))?,
     }
+    std::fs::write(&base, loaded.dir().display().to_string()).map_err(io(&base))?;
 
     // Proxies, drawn into the run folder (identical to `maestro proxy build`).
-    let proxy_dir = opts.run_dir.join("proxies");
     for (name, rule, seed) in loaded.proxy_rules() {
         let m = proxy::build(&name, &loaded.source(), &catalog, rule, seed).map_err(|e| e.to_string())?;
         let path = plan::manifest_path(&proxy_dir, &name);
@@ -264,10 +317,6 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         interrupted: false,
     };
     // 0. Pre-training stages, once per configuration (a resumed or repeated run reuses them).
-    let stages: Vec<TrialSpec> =
-        s.pretrain_setups.iter().filter_map(|p| p.pretrain.as_ref().map(|r| plan::pretrain_trial(loaded, &p.name, r))).collect();
-    let checkpoints = setup_checkpoints(loaded, &opts.run_dir, &stages);
-    let ctx = PlanContext { proxy_dir: &proxy_dir, setup_checkpoint: &|name: &str| checkpoints.get(name).cloned().flatten() };
     let mut ok = stages.is_empty() || runner.run(stages.clone()).await?;
     if ok && !runner.failed.is_empty() {
         ok = false; // a setup without its pre-trained model cannot be searched

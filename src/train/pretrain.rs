@@ -82,9 +82,12 @@ struct State {
     wall_s: f64,
 }
 
+/// Identifies the run's settings, the device aside (a run stopped on one resumes on another).
 fn hash(spec: &PretrainSpec) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(serde_json::to_string(spec).unwrap().as_bytes())[..8])
+    let mut identity = spec.clone();
+    identity.device.clear();
+    hex::encode(&Sha256::digest(serde_json::to_string(&identity).unwrap().as_bytes())[..8])
 }
 
 fn io_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {

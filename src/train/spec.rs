@@ -37,9 +37,12 @@ fn default_eval_batch() -> usize {
 }
 
 impl FinetuneSpec {
-    /// Identifies the run's settings; a resume refuses a checkpoint of other settings.
+    /// Identifies the run's settings; a resume refuses a checkpoint of other settings. The
+    /// device is not one: a run stopped on one device resumes on another.
     pub fn hash(&self) -> String {
-        let text = serde_json::to_string(self).expect("spec serialises");
+        let mut identity = self.clone();
+        identity.device.clear();
+        let text = serde_json::to_string(&identity).expect("spec serialises");
         hex::encode(&Sha256::digest(text.as_bytes())[..8])
     }
 
