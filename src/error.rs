@@ -26,13 +26,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// 2 for what the user can fix (a study, a path, an argument), 1 for everything else.
+    /// 2 for what the user can fix (a study, a path, an argument), 1 for everything else. An
+    /// I/O error is the user's when it is about the path given (missing, of the wrong kind,
+    /// not theirs to write), the machine's otherwise (a full disk, a failing device).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Study(_) | Error::Usage(_) => 2,
+            Error::Io { source, .. } | Error::Data(DataError::Io { source, .. }) if is_path_error(source) => 2,
             Error::Data(DataError::Io { .. }) | Error::Io { .. } | Error::Failed(_) => 1,
             Error::Interrupted(_) => 130,
             Error::Data(_) => 2,
         }
     }
+}
+
+fn is_path_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), NotFound | PermissionDenied | AlreadyExists | NotADirectory | IsADirectory | DirectoryNotEmpty | InvalidFilename | InvalidData | ReadOnlyFilesystem)
 }

@@ -105,6 +105,20 @@ fn impossible_settings_are_user_errors() {
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.epochs=0", "--out", "x"]);
     run(c).code_is(2).stderr_has("finetune.epochs: epochs must be positive");
+    // Flags and hand-edited specs are checked as a study is, not left to panic or to train.
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--blr=-1", "--out", "x"]);
+    run(c).code_is(2).stderr_has("blr: the learning rate must be positive, got -1");
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--max-steps", "1", "--out", "one", "--quiet"]);
+    run(c).success();
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("one/finetune.json")).unwrap()).unwrap();
+    spec["model"]["num_heads"] = 3.into();
+    spec["recipe"]["eval_crop_pct"] = 0.into();
+    dir.write("edited/spec.json", &spec.to_string());
+    let mut c = dir.maestro();
+    c.args(["trial", "edited/spec.json"]);
+    run(c).code_is(2).stderr_has("model.num_heads: 3 heads do not divide embed_dim 32").stderr_has("finetune.eval_crop_pct: must be in (0, 1], got 0");
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "tiny.yaml", "--device", "cuda:99", "--out", "x"]);
     if cfg!(feature = "cuda") {

@@ -67,6 +67,12 @@ fn bad_pretraining_settings_are_user_errors() {
     let mut c = dir.maestro();
     c.args(["pretrain", "--study", "s.yaml", "--decoder-dim", "30", "--decoder-heads", "4", "--out", "x"]);
     run(c).code_is(2).stderr_has("heads must divide the width");
+    let mut c = dir.maestro();
+    c.args(["pretrain", "--study", "s.yaml", "--epochs", "1", "--warmup", "2", "--out", "x"]);
+    run(c).code_is(2).stderr_has("pretrain.warmup_epochs: 2 warmup epochs is more than the 1 epochs of training");
+    let mut c = dir.maestro();
+    c.args(["bench", "step", "--model", "vit_tiny_patch16", "--image-size", "32", "--decoder-dim", "0", "--decoder-heads", "1"]);
+    run(c).code_is(2).stderr_has("--decoder-dim a positive multiple of 4");
 }
 
 #[test]

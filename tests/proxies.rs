@@ -152,14 +152,15 @@ fn validate_prints_the_demo_plan() {
 
 #[test]
 fn paper_study_plans_against_an_imagenet_shaped_tree() {
-    // ImageNet's layout: 1000 class folders; a few images each is enough to plan.
+    // ImageNet's layout: 1000 class folders; a few images each is enough to plan (15: the
+    // 10% proxy then holds 2 per class, 2000 images, a batch of 1024 and more).
     let dir = Dir::new();
     let root = dir.join("imagenet");
     for split in ["train", "val"] {
         for c in 0..1000 {
             let d = root.join(split).join(format!("n{:08}", 1_000_000 + c * 37));
             std::fs::create_dir_all(&d).unwrap();
-            for i in 0..if split == "train" { 10 } else { 1 } {
+            for i in 0..if split == "train" { 15 } else { 1 } {
                 std::fs::write(d.join(format!("n{c}_{i}.JPEG")), b"").unwrap();
             }
         }
@@ -171,8 +172,8 @@ fn paper_study_plans_against_an_imagenet_shaped_tree() {
     c.args(["validate", "paper.yaml"]);
     run(c)
         .success()
-        .stdout_has("200 classes, 2000 train / 200 val images; 24 trials")
-        .stdout_has("1000 classes, 1000 train / 1000 val images; 24 trials")
+        .stdout_has("200 classes, 3000 train / 200 val images; 24 trials")
+        .stdout_has("1000 classes, 2000 train / 1000 val images; 24 trials")
         .stdout_has("48 trials in total")
         .stdout_has("6 full-dataset run(s)");
 }

@@ -86,7 +86,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "more classes than the dataset has",
-        "name: s\ndataset: { kind: imagefolder, root: data }\nproxies:\n  - name: p\n    classes: 4\n",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nproxies:\n  - name: p\n    classes: 4\nfinetune: { batch_size: 2 }\n",
         "5:14",
         "proxies[0].classes: 4 classes asked for, but the dataset has only 3",
     ),
@@ -122,9 +122,33 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "devices of two backends",
-        "name: s\ndataset: { kind: imagefolder, root: data }\nexecution: { devices: [cuda:0, cuda:1, libtorch-cuda:2] }\n",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nexecution: { devices: [cpu, cpu, libtorch-cpu] }\n",
         "3:",
-        "execution.devices[2]: `libtorch-cuda:2` is another backend than `cuda:0`; a study's trials run on one backend (cards may differ), so that their results compare",
+        "execution.devices[2]: `libtorch-cpu` is another backend than `cpu`; a study's trials run on one backend (cards may differ), so that their results compare",
+    ),
+    (
+        "a decoder of width 0",
+        "name: s\ndataset: { kind: imagefolder, root: data }\npretrain_setups:\n  - name: m\n    pretrain: { decoder_embed_dim: 0, decoder_num_heads: 2 }\n",
+        "5:",
+        "pretrain_setups[0].pretrain.decoder_embed_dim: decoder_embed_dim must be at least 1, got 0",
+    ),
+    (
+        "an AdamW beta of 1",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune: { betas: [1.0, 0.999] }\n",
+        "3:",
+        "finetune.betas[0]: must be in [0, 1), got 1",
+    ),
+    (
+        "a schedule floor above the peak learning rate",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune: { min_lr: 10, batch_size: 256 }\nsearch: { blr: [1.0e-3, 2.0e-3] }\n",
+        "3:",
+        "finetune.min_lr: 10 is not below the peak learning rate 1.000e-3 (blr 0.001 x batch 256 / 256)",
+    ),
+    (
+        "a proxy of one class",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nproxies: [{ name: one, classes: 1 }]\n",
+        "3:",
+        "proxies[0].classes: must be at least 2, got 1",
     ),
     (
         "patch size that does not divide the image",
@@ -179,6 +203,53 @@ fn all_problems_are_listed_at_once() {
     let mut c = dir.maestro();
     c.args(["validate", "s.yaml"]);
     run(c).code_is(2).stderr_has("s.yaml:3:21: finetune.epochs").stderr_has("s.yaml:3:29: finetune.blr").stderr_has("s.yaml:4:18: search.llrd[0]");
+}
+
+/// What only the scanned dataset shows: a batch larger than a proxy, a dataset of one class.
+#[test]
+fn a_batch_larger_than_a_proxy_and_a_single_class_are_refused_before_any_trial() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 4, 1);
+    dir.write("s.yaml", "name: s\ndataset: { kind: imagefolder, root: data }\nproxies: [{ name: p, fraction: 0.5 }]\nfinetune: { batch_size: 8 }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "s.yaml"]);
+    run(c).code_is(2).stderr_has("s.yaml:4:25: finetune.batch_size: 8 is more than the 6 training images of proxy `p` (proxies[0])");
+    image_tree(&dir.join("one"), 1, 4, 1);
+    dir.write("one.yaml", "name: one\ndataset: { kind: imagefolder, root: one }\nfinetune: { batch_size: 2 }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "one.yaml"]);
+    run(c).code_is(2).stderr_has("dataset: the training split has 1 class; classification needs at least 2");
+}
+
+/// A device of a backend this build lacks: `validate` warns (a GPU study's plan can be checked
+/// on a laptop), `run` refuses before any trial, rather than every trial failing on it.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_device_this_build_lacks_is_refused_by_run() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 2, 1);
+    dir.write("s.yaml", "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune: { batch_size: 2 }\nexecution: { devices: [cuda:7, cuda:1] }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "s.yaml"]);
+    run(c).success().stdout_has("execution.devices[0]: `cuda:7` needs maestro built with the `cuda` feature");
+    let mut c = dir.maestro();
+    c.args(["run", "s.yaml"]);
+    run(c).code_is(2).stderr_has("s.yaml:4:24: execution.devices[0]: `cuda:7` needs maestro built with the `cuda` feature");
+    assert!(!dir.join("runs").exists(), "nothing was started");
+}
+
+/// Values from `--set` are named by the flag, others keep their place in the file.
+#[test]
+fn set_overrides_are_blamed_on_the_flag() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 2, 1);
+    dir.write("s.yaml", "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune:\n  epochs: 0\n");
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "s.yaml", "--set", "finetune.batch_size=0", "--out", "o"]);
+    run(c)
+        .code_is(2)
+        .stderr_has("s.yaml: finetune.batch_size: batch_size must be at least 1, got 0 (from --set finetune.batch_size=0)")
+        .stderr_has("s.yaml:4:11: finetune.epochs");
 }
 
 #[test]

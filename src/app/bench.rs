@@ -107,8 +107,17 @@ pub fn step(a: &StepArgs) -> Result<(), Error> {
     if !["finetune", "pretrain", "both"].contains(&a.only.as_str()) {
         return Err(Error::Usage(format!("--only {}: use finetune, pretrain or both", a.only)));
     }
-    if !(a.mask_ratio > 0.0 && a.mask_ratio < 1.0) || a.decoder_heads == 0 || a.decoder_dim % a.decoder_heads != 0 {
-        return Err(Error::Usage("--mask-ratio must be in (0, 1) and --decoder-heads must divide --decoder-dim".into()));
+    if !(a.mask_ratio > 0.0 && a.mask_ratio < 1.0) {
+        return Err(Error::Usage(format!("--mask-ratio must be in (0, 1), got {}", a.mask_ratio)));
+    }
+    if a.decoder_depth == 0 || a.decoder_dim == 0 || a.decoder_dim % 4 != 0 || a.decoder_heads == 0 || a.decoder_dim % a.decoder_heads != 0 {
+        return Err(Error::Usage(format!(
+            "decoder {}x{} with {} heads: --decoder-depth must be at least 1, --decoder-dim a positive multiple of 4 that --decoder-heads divides",
+            a.decoder_depth, a.decoder_dim, a.decoder_heads
+        )));
+    }
+    if let Some(p) = a.peak_tflops.filter(|p| !(p.is_finite() && *p > 0.0)) {
+        return Err(Error::Usage(format!("--peak-tflops must be positive, got {p}")));
     }
     if a.only != "finetune" && crate::model::mae::kept_patches(shape.num_patches(), a.mask_ratio) == 0 {
         return Err(Error::Usage(format!("--mask-ratio {} leaves no visible patch out of {}", a.mask_ratio, shape.num_patches())));

@@ -83,8 +83,25 @@ pub fn study_for_cli(t: &TrainTarget) -> Result<LoadedStudy, Error> {
             (PathBuf::from("<command line>"), format!("name: finetune\ndataset: {ds}\nmodel: {model}\n"))
         }
     };
-    let text = apply_sets(&text, &t.sets)?;
-    Ok(LoadedStudy::from_text(&file, &text)?)
+    let edited = apply_sets(&text, &t.sets)?;
+    LoadedStudy::from_text(&file, &edited).map_err(|mut e| {
+        if !t.sets.is_empty() {
+            // Positions are in the edited text, not the file: a problem with a value from
+            // --set names the flag, any other takes its position in the file as written.
+            let original = crate::study::locate::LocationIndex::build(&text);
+            for p in &mut e.problems {
+                let set = t.sets.iter().find(|s| s.split_once('=').is_some_and(|(k, _)| p.field == k || p.field.starts_with(&format!("{k}.")) || p.field.starts_with(&format!("{k}["))));
+                match set {
+                    Some(set) => {
+                        p.location = None;
+                        p.message = format!("{} (from --set {set})", p.message);
+                    }
+                    None => p.location = original.value(&p.field),
+                }
+            }
+        }
+        Error::from(e)
+    })
 }
 
 pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
@@ -137,6 +154,8 @@ fn report(result: &FinetuneResult, out: &Path) -> Result<(), Error> {
 
 pub fn finetune(r: &FinetuneRequest) -> Result<(), Error> {
     let spec = spec_from_request(r)?;
+    // --llrd, --blr and --max-steps bypass the study's checks: check the spec as a whole.
+    crate::study::validate::problems_of(|c| crate::study::validate::check_finetune_spec(c, &spec)).map_err(Error::Usage)?;
     let result = finetune::run(&spec, &r.target.out, r.target.quiet).map_err(train_error)?;
     report(&result, &r.target.out)
 }
@@ -146,8 +165,10 @@ pub fn trial(spec_path: &Path, quiet: bool) -> Result<(), Error> {
     use crate::orchestrate::plan::TrialSpec;
     let out = spec_path.parent().map(Path::to_path_buf).unwrap_or_default();
     let text = std::fs::read_to_string(spec_path).map_err(|e| Error::Io { path: spec_path.into(), source: e })?;
+    let bad_spec = |e: String| Error::Usage(format!("{}:\n{e}", spec_path.display()));
     if let Ok(t) = serde_json::from_str::<TrialSpec>(&text) {
         if let Some(spec) = &t.finetune {
+            crate::study::validate::problems_of(|c| crate::study::validate::check_finetune_spec(c, spec)).map_err(bad_spec)?;
             let result = finetune::run(spec, &out, quiet).map_err(train_error)?;
             return report(&result, &out);
         }
@@ -167,6 +188,7 @@ pub fn trial(spec_path: &Path, quiet: bool) -> Result<(), Error> {
             return report(&result, &out);
         }
         if let Some(spec) = &t.pretrain {
+            crate::study::validate::problems_of(|c| crate::study::validate::check_pretrain_spec(c, spec)).map_err(bad_spec)?;
             let result = crate::train::pretrain::run(spec, &out, quiet).map_err(train_error)?;
             println!("{}: pre-training {} after {} steps; loss by epoch {:?}", out.display(), result.status, result.steps, result.epoch_loss);
             return match result.error {
@@ -177,6 +199,7 @@ pub fn trial(spec_path: &Path, quiet: bool) -> Result<(), Error> {
         return Err(Error::Usage(format!("{}: the trial has neither a fine-tune, a command nor a pre-training", spec_path.display())));
     }
     let spec = FinetuneSpec::read(spec_path).map_err(Error::Usage)?;
+    crate::study::validate::problems_of(|c| crate::study::validate::check_finetune_spec(c, &spec)).map_err(bad_spec)?;
     let result = finetune::run(&spec, &out, quiet).map_err(train_error)?;
     report(&result, &out)
 }

@@ -79,9 +79,6 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
             shape.patch_size
         )));
     }
-    if !(recipe.epochs > 0.0) || recipe.batch_size == 0 || recipe.decoder_depth == 0 || !(recipe.blr > 0.0) {
-        return Err(Error::Usage("epochs, batch size, decoder depth and blr must be positive".into()));
-    }
     let spec = PretrainSpec {
         source: loaded.source(),
         manifest: t.manifest.clone(),
@@ -91,6 +88,8 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
         device: t.device.clone(),
         max_steps: t.max_steps,
     };
+    // The recipe after the flags, checked as a study's (`pretrain.epochs` is --epochs, ...).
+    crate::study::validate::problems_of(|c| crate::study::validate::check_pretrain_spec(c, &spec)).map_err(Error::Usage)?;
     let result = pretrain::run(&spec, &t.out, t.quiet).map_err(train_error)?;
     let round = |v: &[f64]| v.iter().map(|l| (l * 1e4).round() / 1e4).collect::<Vec<_>>();
     let cls = if result.epoch_cls_loss.is_empty() { String::new() } else { format!("; SupMAE classification loss {:?}", round(&result.epoch_cls_loss)) };

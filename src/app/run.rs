@@ -8,6 +8,7 @@ use crate::study::LoadedStudy;
 
 pub fn run_study(study: &Path, run_dir: Option<PathBuf>, report_dir: Option<PathBuf>, quiet: bool) -> Result<(), Error> {
     let loaded = LoadedStudy::load(study)?;
+    loaded.check_runnable()?;
     let name = loaded.study.name.clone();
     let opts = RunOptions {
         run_dir: run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&name)),

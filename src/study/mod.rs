@@ -84,8 +84,50 @@ impl LoadedStudy {
         })?;
         let mut c = Checker::new(&self.index);
         validate::check_against_dataset(&self.study, &catalog, &mut c);
+        self.check_batches(&catalog, &mut c);
         self.finish(c)?;
         Ok(catalog)
+    }
+
+    /// Every trial needs a whole batch of training images: the search on each proxy, the full
+    /// runs on the dataset, each pre-training stage on its share of it. The trainer would refuse
+    /// each trial, retried, after the run started.
+    fn check_batches(&self, catalog: &Catalog, c: &mut Checker) {
+        let s = &self.study;
+        let batch = s.finetune.batch_size;
+        let full = catalog.train.items.len();
+        if batch == 0 || full == 0 {
+            return;
+        }
+        for (i, (name, rule, seed)) in self.proxy_rules().into_iter().enumerate() {
+            let (_, train, _) = summary::proxy_counts(self, catalog, &name, &rule, seed);
+            if train > 0 && train < batch {
+                c.fail_hint(
+                    "finetune.batch_size",
+                    format!("{batch} is more than the {train} training images of proxy `{name}` (proxies[{i}])"),
+                    Some("lower finetune.batch_size, or draw a larger proxy"),
+                );
+            }
+        }
+        if (s.transfer.full_run || s.transfer.baseline || s.proxies.is_empty()) && full < batch {
+            c.fail("finetune.batch_size", format!("{batch} is more than the dataset's {full} training images"));
+        }
+        let counts = catalog.train.class_counts(catalog.num_classes());
+        for (i, setup) in s.pretrain_setups.iter().enumerate() {
+            let Some(p) = &setup.pretrain else { continue };
+            let kept: usize = counts.iter().map(|&n| crate::data::proxy::kept_per_class(n, Some(p.data_fraction))).sum();
+            if p.batch_size > 0 && kept < p.batch_size {
+                let field = if i < s.listed_setups { format!("pretrain_setups[{i}].pretrain.batch_size") } else { "sample_efficiency.pretrain.batch_size".into() };
+                c.fail(field, format!("{} is more than the {kept} training images setup `{}` pre-trains on", p.batch_size, setup.name));
+            }
+        }
+    }
+
+    /// What `run` needs beyond a valid study: a build with the devices' backend.
+    pub fn check_runnable(&self) -> Result<(), StudyError> {
+        let mut c = Checker::new(&self.index);
+        validate::check_devices_built(&self.study, &mut c);
+        self.finish(c)
     }
 
     /// Each proxy's name, rule and seed.

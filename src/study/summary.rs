@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::LoadedStudy;
 use crate::data::Catalog;
-use crate::data::proxy::kept_per_class;
+use crate::data::proxy::{ProxyRule, kept_per_class};
 
 #[derive(Debug, Serialize)]
 pub struct ProxySummary {
@@ -43,31 +43,35 @@ pub struct PlanSummary {
     pub warnings: Vec<String>,
 }
 
+/// A proxy's classes and training and validation images. Counts follow from the rule alone when
+/// it keeps every class; otherwise the exact figure needs the draw, so it is built (cheap: no
+/// image is read). Zeros when the draw fails (validation reports why).
+pub fn proxy_counts(loaded: &LoadedStudy, catalog: &Catalog, name: &str, rule: &ProxyRule, seed: u64) -> (usize, usize, usize) {
+    match rule.classes {
+        None => (
+            catalog.num_classes(),
+            catalog.train.class_counts(catalog.num_classes()).iter().map(|&n| kept_per_class(n, rule.fraction)).sum(),
+            catalog.val.items.len(),
+        ),
+        Some(_) => match crate::data::proxy::build(name, &loaded.source(), catalog, *rule, seed) {
+            Ok(m) => (m.num_classes(), m.train.items.len(), m.val.items.len()),
+            Err(_) => (0, 0, 0),
+        },
+    }
+}
+
 pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
     let s = &loaded.study;
     let blr = if s.search.blr.is_empty() { vec![s.finetune.blr] } else { s.search.blr.clone() };
     let grid = s.search.llrd.len() * blr.len() * s.search.repeats;
     let per_proxy_trials = s.pretrain_setups.len() * grid;
     let full_train = catalog.train.items.len().max(1) as f64;
-    let counts_train = catalog.train.class_counts(catalog.num_classes());
 
     let proxies: Vec<ProxySummary> = loaded
         .proxy_rules()
         .into_iter()
         .map(|(name, rule, seed)| {
-            // Counts follow from the rule alone when every class is the same size; otherwise
-            // the exact figure needs the draw, so build it (cheap: no image is read).
-            let (classes, train, val) = match rule.classes {
-                None => (
-                    catalog.num_classes(),
-                    counts_train.iter().map(|&n| kept_per_class(n, rule.fraction)).sum(),
-                    catalog.val.items.len(),
-                ),
-                Some(_) => match crate::data::proxy::build(&name, &loaded.source(), catalog, rule, seed) {
-                    Ok(m) => (m.num_classes(), m.train.items.len(), m.val.items.len()),
-                    Err(_) => (0, 0, 0),
-                },
-            };
+            let (classes, train, val) = proxy_counts(loaded, catalog, &name, &rule, seed);
             let epochs = per_proxy_trials as f64 * s.finetune.epochs;
             ProxySummary {
                 rule: rule.describe(),
@@ -96,6 +100,9 @@ pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
     let mut warnings = catalog.warnings.clone();
     if search_on_full {
         warnings.push("no proxies: the search runs on the full dataset".into());
+    }
+    if let Some((i, d)) = crate::study::validate::unbuilt_device(s) {
+        warnings.push(format!("execution.devices[{i}]: `{d}` needs maestro built with the `{}` feature, which this build lacks; `run` refuses it", d.feature().unwrap_or_default()));
     }
     PlanSummary {
         study: s.name.clone(),

@@ -62,6 +62,45 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// The problems `check` finds in values that come from no study file (a trial spec, command-line
+/// flags), one per line, each naming its field.
+pub fn problems_of(check: impl FnOnce(&mut Checker)) -> Result<(), String> {
+    let index = LocationIndex::build("");
+    let mut c = Checker::new(&index);
+    check(&mut c);
+    if c.problems.is_empty() {
+        return Ok(());
+    }
+    Err(c.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+}
+
+/// A fine-tune spec's settings, as a study's are checked (a spec may be written by hand).
+pub fn check_finetune_spec(c: &mut Checker, spec: &crate::train::spec::FinetuneSpec) {
+    check_shape(c, &spec.model);
+    check_finetune(c, &spec.recipe, &[spec.blr]);
+    check_llrd(c, "llrd", spec.llrd);
+    c.positive("blr", spec.blr, "the learning rate");
+    c.at_least_one("eval_batch_size", spec.eval_batch_size, "eval_batch_size");
+    if spec.max_steps == Some(0) {
+        c.fail("max_steps", "must be at least 1, got 0");
+    }
+}
+
+/// A pre-training spec's settings, as a study's are checked.
+pub fn check_pretrain_spec(c: &mut Checker, spec: &crate::train::pretrain::PretrainSpec) {
+    check_shape(c, &spec.model);
+    check_recipe(c, "pretrain", &spec.recipe);
+    if spec.max_steps == Some(0) {
+        c.fail("max_steps", "must be at least 1, got 0");
+    }
+}
+
+fn check_shape(c: &mut Checker, shape: &crate::model::config::VitShape) {
+    for (field, msg) in shape.problems() {
+        c.fail(format!("model.{field}"), msg);
+    }
+}
+
 /// A name used in file and folder names.
 fn check_name(c: &mut Checker, field: &str, name: &str) {
     if name.is_empty() {
@@ -108,8 +147,8 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         if p.classes.is_none() && p.fraction.is_none() {
             c.fail_hint(f.clone(), "a proxy needs `classes` (a random class subset), `fraction` (a share of every class), or both", Some("{ name: imagenet-200, classes: 200 } or { name: imagenet-10pct, fraction: 0.1 }"));
         }
-        if p.classes == Some(0) {
-            c.fail(format!("{f}.classes"), "must be at least 1, got 0");
+        if let Some(k @ (0 | 1)) = p.classes {
+            c.fail(format!("{f}.classes"), format!("must be at least 2, got {k}: a proxy of one class scores 100% at any LLRD"));
         }
         if let Some(fr) = p.fraction {
             if !(fr > 0.0 && fr <= 1.0) {
@@ -170,51 +209,11 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     // model
     match study.model.shape() {
         Err((field, msg)) => c.fail(format!("model.{field}"), msg),
-        Ok(shape) => {
-            for (field, msg) in shape.problems() {
-                c.fail(format!("model.{field}"), msg);
-            }
-        }
+        Ok(shape) => check_shape(c, &shape),
     }
 
     // fine-tune recipe
-    let ft = &study.finetune;
-    c.positive("finetune.epochs", ft.epochs, "epochs");
-    c.non_negative("finetune.warmup_epochs", ft.warmup_epochs, "warmup_epochs");
-    if ft.epochs > 0.0 && ft.warmup_epochs > ft.epochs {
-        c.fail("finetune.warmup_epochs", format!("{} warmup epochs is more than the {} epochs of training", ft.warmup_epochs, ft.epochs));
-    }
-    c.at_least_one("finetune.batch_size", ft.batch_size, "batch_size");
-    c.at_least_one("finetune.accum_iter", ft.accum_iter, "accum_iter");
-    c.positive("finetune.blr", ft.blr, "the learning rate");
-    c.non_negative("finetune.min_lr", ft.min_lr, "min_lr");
-    c.non_negative("finetune.weight_decay", ft.weight_decay, "weight_decay");
-    check_llrd(c, "finetune.layer_decay", ft.layer_decay);
-    if !(0.0..1.0).contains(&ft.drop_path) {
-        c.fail("finetune.drop_path", format!("must be in [0, 1), got {}", ft.drop_path));
-    }
-    if !(0.0..1.0).contains(&ft.smoothing) {
-        c.fail("finetune.smoothing", format!("must be in [0, 1), got {}", ft.smoothing));
-    }
-    c.non_negative("finetune.mixup", ft.mixup, "mixup alpha");
-    c.non_negative("finetune.cutmix", ft.cutmix, "cutmix alpha");
-    c.probability("finetune.mixup_prob", ft.mixup_prob);
-    c.probability("finetune.mixup_switch_prob", ft.mixup_switch_prob);
-    c.probability("finetune.reprob", ft.reprob);
-    c.probability("finetune.hflip", ft.hflip);
-    if let Err(msg) = RandAugmentSpec::parse(&ft.aa) {
-        c.fail("finetune.aa", msg);
-    }
-    let [lo, hi] = ft.crop_scale;
-    if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-        c.fail("finetune.crop_scale", format!("must be [low, high] with 0 < low <= high <= 1, got [{lo}, {hi}]"));
-    }
-    if !(ft.eval_crop_pct > 0.0 && ft.eval_crop_pct <= 1.0) {
-        c.fail("finetune.eval_crop_pct", format!("must be in (0, 1], got {}", ft.eval_crop_pct));
-    }
-    if let Some(g) = ft.clip_grad {
-        c.positive("finetune.clip_grad", g, "clip_grad");
-    }
+    check_finetune(c, &study.finetune, &study.search.blr);
 
     // search grid
     let s = &study.search;
@@ -259,12 +258,12 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
             // Every trial of a run is written for one backend (and its precision), so their
             // accuracies compare; slots differ only in which card they use.
             Ok(spec) => match first {
-                None => first = Some(spec),
                 Some(f) if f.on_card(0) != spec.on_card(0) => c.fail(
                     format!("execution.devices[{i}]"),
                     format!("`{spec}` is another backend than `{f}`; a study's trials run on one backend (cards may differ), so that their results compare"),
                 ),
                 Some(_) => {}
+                None => first = Some(spec),
             },
         }
     }
@@ -312,6 +311,87 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     c.positive("execution.poll_s", e.poll_s, "poll_s");
 }
 
+/// The fine-tune recipe's values, and its schedule's floor against every peak LR it will run
+/// at (`blrs`: the searched base LRs, or none for the recipe's own).
+pub fn check_finetune(c: &mut Checker, ft: &crate::study::schema::FinetuneRecipe, blrs: &[f64]) {
+    c.positive("finetune.epochs", ft.epochs, "epochs");
+    c.non_negative("finetune.warmup_epochs", ft.warmup_epochs, "warmup_epochs");
+    if ft.epochs > 0.0 && ft.warmup_epochs > ft.epochs {
+        c.fail("finetune.warmup_epochs", format!("{} warmup epochs is more than the {} epochs of training", ft.warmup_epochs, ft.epochs));
+    }
+    c.at_least_one("finetune.batch_size", ft.batch_size, "batch_size");
+    c.at_least_one("finetune.accum_iter", ft.accum_iter, "accum_iter");
+    c.positive("finetune.blr", ft.blr, "the learning rate");
+    c.non_negative("finetune.min_lr", ft.min_lr, "min_lr");
+    c.non_negative("finetune.weight_decay", ft.weight_decay, "weight_decay");
+    check_llrd(c, "finetune.layer_decay", ft.layer_decay);
+    if !(0.0..1.0).contains(&ft.drop_path) {
+        c.fail("finetune.drop_path", format!("must be in [0, 1), got {}", ft.drop_path));
+    }
+    if !(0.0..1.0).contains(&ft.smoothing) {
+        c.fail("finetune.smoothing", format!("must be in [0, 1), got {}", ft.smoothing));
+    }
+    c.non_negative("finetune.mixup", ft.mixup, "mixup alpha");
+    c.non_negative("finetune.cutmix", ft.cutmix, "cutmix alpha");
+    c.probability("finetune.mixup_prob", ft.mixup_prob);
+    c.probability("finetune.mixup_switch_prob", ft.mixup_switch_prob);
+    c.probability("finetune.reprob", ft.reprob);
+    c.probability("finetune.hflip", ft.hflip);
+    if let Err(msg) = RandAugmentSpec::parse(&ft.aa) {
+        c.fail("finetune.aa", msg);
+    }
+    let [lo, hi] = ft.crop_scale;
+    if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+        c.fail("finetune.crop_scale", format!("must be [low, high] with 0 < low <= high <= 1, got [{lo}, {hi}]"));
+    }
+    if !(ft.eval_crop_pct > 0.0 && ft.eval_crop_pct <= 1.0) {
+        c.fail("finetune.eval_crop_pct", format!("must be in (0, 1], got {}", ft.eval_crop_pct));
+    }
+    if let Some(g) = ft.clip_grad {
+        c.positive("finetune.clip_grad", g, "clip_grad");
+    }
+
+    for (i, &b) in ft.betas.iter().enumerate() {
+        if !(0.0..1.0).contains(&b) {
+            c.fail(format!("finetune.betas[{i}]"), format!("must be in [0, 1), got {b}"));
+        }
+    }
+    c.positive("finetune.eps", ft.eps, "eps");
+    check_floor(c, "finetune", ft.min_lr, if blrs.is_empty() { std::slice::from_ref(&ft.blr) } else { blrs }, ft.batch_size * ft.accum_iter);
+}
+
+/// The cosine schedule ends at `min_lr`: it must lie below the peak LR, blr x batch / 256, or
+/// the schedule climbs instead of decaying.
+fn check_floor(c: &mut Checker, g: &str, min_lr: f64, blrs: &[f64], batch: usize) {
+    let Some(lowest) = blrs.iter().copied().filter(|b| b.is_finite() && *b > 0.0).reduce(f64::min) else { return };
+    let peak = lowest * batch as f64 / 256.0;
+    if batch > 0 && min_lr.is_finite() && min_lr >= peak {
+        c.fail_hint(
+            format!("{g}.min_lr"),
+            format!("{min_lr} is not below the peak learning rate {peak:.3e} (blr {lowest} x batch {batch} / 256)"),
+            Some("min_lr is the cosine schedule's absolute floor; MAE uses 1e-6"),
+        );
+    }
+}
+
+/// Devices whose backend this build lacks: `validate` warns (a plan may be checked anywhere),
+/// `run` refuses before any trial would fail on them.
+pub fn check_devices_built(study: &Study, c: &mut Checker) {
+    if let Some((i, spec)) = unbuilt_device(study) {
+        let feature = spec.feature().unwrap_or_default();
+        c.fail_hint(
+            format!("execution.devices[{i}]"),
+            format!("`{spec}` needs maestro built with the `{feature}` feature, which this build lacks"),
+            Some(format!("cargo build --release --features {feature}; `maestro doctor` lists what this build has")),
+        );
+    }
+}
+
+/// The first device (its index) of a backend this build lacks.
+pub fn unbuilt_device(study: &Study) -> Option<(usize, DeviceSpec)> {
+    study.execution.devices.iter().enumerate().find_map(|(i, d)| d.parse::<DeviceSpec>().ok().filter(|s| !s.compiled_in()).map(|s| (i, s)))
+}
+
 /// The encoder must see at least one patch at the model's resolution.
 fn check_visible_patches(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe, study: &Study) {
     if let Ok(shape) = study.model.shape()
@@ -326,20 +406,28 @@ fn check_visible_patches(c: &mut Checker, g: &str, p: &crate::study::schema::Pre
     }
 }
 
-fn check_recipe(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe) {
+pub fn check_recipe(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe) {
     c.positive(&format!("{g}.epochs"), p.epochs, "epochs");
     c.non_negative(&format!("{g}.warmup_epochs"), p.warmup_epochs, "warmup_epochs");
+    if p.epochs > 0.0 && p.warmup_epochs > p.epochs {
+        c.fail(format!("{g}.warmup_epochs"), format!("{} warmup epochs is more than the {} epochs of training", p.warmup_epochs, p.epochs));
+    }
     if !(p.mask_ratio > 0.0 && p.mask_ratio < 1.0) {
         c.fail(format!("{g}.mask_ratio"), format!("must be in (0, 1), got {}", p.mask_ratio));
     }
     c.at_least_one(&format!("{g}.decoder_depth"), p.decoder_depth, "decoder_depth");
+    c.at_least_one(&format!("{g}.decoder_embed_dim"), p.decoder_embed_dim, "decoder_embed_dim");
     c.at_least_one(&format!("{g}.batch_size"), p.batch_size, "batch_size");
     c.at_least_one(&format!("{g}.accum_iter"), p.accum_iter, "accum_iter");
     c.positive(&format!("{g}.blr"), p.blr, "the learning rate");
     c.non_negative(&format!("{g}.min_lr"), p.min_lr, "min_lr");
     c.non_negative(&format!("{g}.weight_decay"), p.weight_decay, "weight_decay");
+    check_floor(c, g, p.min_lr, &[p.blr], p.batch_size * p.accum_iter);
     if p.decoder_num_heads == 0 || p.decoder_embed_dim % p.decoder_num_heads.max(1) != 0 {
         c.fail(format!("{g}.decoder_num_heads"), format!("{} heads do not divide decoder_embed_dim {}", p.decoder_num_heads, p.decoder_embed_dim));
+    }
+    if p.decoder_embed_dim % 4 != 0 {
+        c.fail(format!("{g}.decoder_embed_dim"), format!("{} is not a multiple of 4, which the 2-D sin-cos position embedding needs", p.decoder_embed_dim));
     }
     if !(p.data_fraction > 0.0 && p.data_fraction <= 1.0) {
         c.fail(format!("{g}.data_fraction"), format!("a fraction of the data must be in (0, 1], got {}", p.data_fraction));
@@ -361,6 +449,8 @@ pub fn check_against_dataset(study: &Study, catalog: &Catalog, c: &mut Checker) 
     }
     if catalog.train.items.is_empty() {
         c.fail("dataset", "the training split has no images");
+    } else if catalog.num_classes() < 2 {
+        c.fail("dataset", format!("the training split has {} class; classification needs at least 2", catalog.num_classes()));
     }
     if catalog.val.items.is_empty() {
         c.fail("dataset", "the validation split has no images");
