@@ -80,6 +80,45 @@ fn a_run_killed_mid_way_resumes_to_the_same_result() {
     assert_eq!(losses(&a), losses(&b), "per-epoch losses");
 }
 
+/// A checkpoint that cannot be read is set aside and the run starts over (rather than failing
+/// at every retry), and one a crash left half-swapped (`checkpoint.old`) is resumed from.
+#[test]
+fn a_damaged_checkpoint_starts_over_and_a_half_swapped_one_resumes() {
+    let dir = Dir::new();
+    tiny_study(&dir, 2);
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--out", "a", "--quiet"]);
+    run(c).success();
+    // Copies named `a` too: the run's name is part of its settings.
+    let copy = |to: &str| {
+        std::fs::create_dir_all(dir.join(to).parent().unwrap()).unwrap();
+        assert!(std::process::Command::new("cp").arg("-r").arg(dir.join("a")).arg(dir.join(to)).status().unwrap().success());
+    };
+
+    copy("damaged/a");
+    let state = dir.join("damaged/a/checkpoint/state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 2]).unwrap();
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--out", "damaged/a", "--quiet"]);
+    run(c).success().stderr_has("cannot resume from").stderr_has("starting over");
+    assert!(dir.join("damaged/a/checkpoint.damaged/state.json").is_file());
+
+    copy("swapped/a");
+    std::fs::rename(dir.join("swapped/a/checkpoint"), dir.join("swapped/a/checkpoint.old")).unwrap();
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--out", "swapped/a"]);
+    run(c).success().stderr_has("resuming");
+
+    let a = result(&dir, "a");
+    for out in ["damaged/a", "swapped/a"] {
+        let b = result(&dir, out);
+        for key in ["status", "steps", "top1", "best_top1"] {
+            assert_eq!(a[key], b[key], "{out}: {key}");
+        }
+    }
+}
+
 #[test]
 fn a_nan_loss_is_recorded_as_diverged() {
     let dir = Dir::new();

@@ -138,6 +138,28 @@ fn a_diverged_trial_is_recorded_and_the_fit_goes_on() {
     assert!(dir.join("reports/d/lr_llrd.png").is_file());
 }
 
+/// When every search trial diverges there is nothing to recommend: the run says so and fails
+/// (exit 1), the baseline (which needs no search) still runs, and the summary draws no curve.
+#[test]
+fn a_search_where_every_trial_diverges_fails_and_still_runs_the_baseline() {
+    let dir = Dir::new();
+    study(&dir, "x", "");
+    let text = read(&dir.join("x.yaml"))
+        .replace("finetune: { epochs: 2, warmup_epochs: 1,", "finetune: { blr: 1.0e+12, epochs: 1, warmup_epochs: 0,")
+        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6, 0.8]")
+        .replace("  - { name: two, classes: 2 }\n", "");
+    dir.write("x.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "x.yaml", "--quiet"]);
+    run(c).code_is(1).stderr_has("no recommendation for setup(s) scratch: none of their search trials completed");
+    let j = journal(&dir, "runs/x");
+    assert_eq!(events(&j, "diverged").len(), 2, "the search");
+    let completed = events(&j, "completed");
+    assert!(completed.len() == 1 && completed[0]["trial"].as_str().unwrap().starts_with("baseline__"), "the baseline ran: {completed:?}");
+    let summary = read(&dir.join("reports/x/summary.md"));
+    assert!(!summary.contains("llrd_curve.png") && !dir.join("reports/x/llrd_curve.png").exists(), "{summary}");
+}
+
 #[test]
 fn external_command_trials_are_scheduled_fitted_and_reported() {
     let dir = Dir::new();
@@ -366,4 +388,30 @@ fn a_run_folder_resumes_from_anywhere_after_a_torn_journal_and_a_refused_edit() 
     c.args(["run", "w-edited.yaml", "--quiet", "--run-dir", "runs/w"]);
     run(c).code_is(2).stderr_has("the study changed since the run started");
     assert_eq!(read(&dir.join("runs/w/study.yaml")), study_copy, "the refused study was not recorded as the run's");
+
+    // A completed trial whose result file was damaged keeps its journalled top-1 in the report.
+    let trial = "half__scratch__llrd0.6__blr0.001__r0";
+    let result = dir.join("runs/w/trials").join(trial).join("result.json");
+    std::fs::write(&result, &read(&result)[..100]).unwrap();
+    let mut c = dir.maestro();
+    c.args(["report", "runs/w", "--out", "damaged"]);
+    run(c).success().stderr_has("taking the trial's top-1 from the journal");
+    let row = read(&dir.join("damaged/results.csv")).lines().find(|l| l.starts_with(trial)).unwrap().to_string();
+    assert!(row.contains(",completed,") && !row.contains(",completed,,"), "{row}");
+}
+
+/// Images a trial could not read reach the run's output and summary, not only the trial's log.
+#[test]
+fn unreadable_images_are_reported_by_the_run() {
+    let dir = Dir::new();
+    study(&dir, "g", "");
+    let text = read(&dir.join("g.yaml")).replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6, 0.8]").replace("  - { name: two, classes: 2 }\n", "");
+    dir.write("g.yaml", &text.replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }"));
+    dir.write("data/train/class_000/img_9999.png", "not an image");
+    let mut c = dir.maestro();
+    c.args(["run", "g.yaml", "--quiet"]);
+    run(c).success().stderr_has("unreadable images were skipped over the run's trials");
+    let summary = read(&dir.join("reports/g/summary.md"));
+    assert!(summary.contains("**Unreadable images:**"), "{summary}");
+    assert!(read(&dir.join("reports/g/results.csv")).lines().next().unwrap().ends_with(",unreadable_images"));
 }

@@ -24,6 +24,8 @@ pub struct TrialRow {
     pub top5: Option<f64>,
     pub best_top1: Option<f64>,
     pub attempts: usize,
+    /// Images the trial could not read and skipped.
+    pub unreadable_images: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

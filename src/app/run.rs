@@ -25,9 +25,17 @@ pub fn run_study(study: &Path, run_dir: Option<PathBuf>, report_dir: Option<Path
     if outcome.interrupted {
         return Err(Error::Interrupted(format!("stopped; run `maestro run {}` again to resume", study.display())));
     }
+    if !outcome.unrecommended.is_empty() {
+        return Err(Error::Failed(format!(
+            "no recommendation for setup(s) {}: none of their search trials completed (each diverged or failed; see {}/trials/<id>/log.txt){}",
+            outcome.unrecommended.join(", "),
+            opts.run_dir.display(),
+            if outcome.failed.is_empty() { String::new() } else { format!("; {} trial(s) failed after their retries: {}", outcome.failed.len(), outcome.failed.join(", ")) }
+        )));
+    }
     if !outcome.failed.is_empty() {
         return Err(Error::Failed(format!(
-            "{} trial(s) failed after their retries: {} (logs under {}/trials/<id>/log.txt)",
+            "{} trial(s) failed after their retries: {} (logs under {}/trials/<id>/log.txt); once fixed, raise execution.max_retries in the study and run it again to give them more attempts",
             outcome.failed.len(),
             outcome.failed.join(", "),
             opts.run_dir.display()

@@ -73,12 +73,14 @@ impl Journal {
         &self.path
     }
 
-    /// Append one event and make it durable before returning.
+    /// Append one event and make it durable before returning. An error names the journal.
     pub fn append(&mut self, event: Event) -> std::io::Result<()> {
         let mut line = serde_json::to_string(&Record { t: now(), event }).expect("events serialise");
         line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.file.sync_data()
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 }
 

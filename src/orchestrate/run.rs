@@ -30,6 +30,8 @@ pub struct RunOptions {
 pub struct RunOutcome {
     pub failed: Vec<String>,
     pub interrupted: bool,
+    /// Setups without a recommendation: none of their search trials completed.
+    pub unrecommended: Vec<String>,
     pub report: Vec<PathBuf>,
 }
 
@@ -161,7 +163,7 @@ impl Runner {
                             blr: t.blr,
                             repeat: t.repeat,
                         })
-                        .map_err(io(&journal_path))?;
+                        .map_err(|e| e.to_string())?;
                     pending.push(t);
                 }
                 Some(s) if s.state.is_final() => {}
@@ -178,7 +180,7 @@ impl Runner {
                         _ => {
                             if s.state == TrialState::Running {
                                 // Its runner is gone (we hold the lock): the trial died with it.
-                                self.journal.append(Event::Stale { trial: t.id.clone(), attempt: s.attempts }).map_err(io(&journal_path))?;
+                                self.journal.append(Event::Stale { trial: t.id.clone(), attempt: s.attempts }).map_err(|e| e.to_string())?;
                             }
                             pending.push(t);
                         }
@@ -193,7 +195,7 @@ impl Runner {
             Backend::Local(executor) => {
                 scheduler::run_trials(pending, failures, &self.run_dir, &mut self.journal, executor.as_ref(), &self.cfg, self.stop.clone())
                     .await
-                    .map_err(io(&journal_path))?
+                    .map_err(|e| e.to_string())?
             }
             Backend::Slurm(slurm) => {
                 let (recorded, _) = slurm::journal_jobs(&records);
@@ -234,6 +236,8 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     let s = &loaded.study;
     let catalog = loaded.scan().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&opts.run_dir).map_err(io(&opts.run_dir))?;
+    // The report is written at the end: a folder it cannot go to is found before any trial.
+    std::fs::create_dir_all(&opts.report_dir).map_err(|e| format!("{}: cannot create the report folder: {e}", opts.report_dir.display()))?;
     // Trial specs name the run folder's files by absolute path: a trial, a resumed run or a
     // report then finds them from any working directory.
     let run_dir = std::fs::canonicalize(&opts.run_dir).map_err(io(&opts.run_dir))?;
@@ -284,8 +288,8 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     }
 
     let journal_path = opts.run_dir.join("journal.jsonl");
-    let mut journal = Journal::open(&journal_path).map_err(io(&journal_path))?;
-    journal.append(Event::RunnerStarted { pid: std::process::id() }).map_err(io(&journal_path))?;
+    let mut journal = Journal::open(&journal_path).map_err(|e| e.to_string())?;
+    journal.append(Event::RunnerStarted { pid: std::process::id() }).map_err(|e| e.to_string())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -345,17 +349,24 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     }
 
     // 3. Transfer: the recommendation (and MAE's default recipe) on the full dataset.
+    let mut unrecommended = Vec::new();
     if ok && (s.transfer.full_run || s.transfer.baseline) {
         let v = crate::report::view(&opts.run_dir)?;
         let recs = recommend::recommend(&v.curves);
         let mut full = Vec::new();
-        for rec in &recs {
+        for setup in &s.pretrain_setups {
             let mut points = Vec::new();
-            if s.transfer.full_run {
-                points.push(Point { proxy: None, setup: rec.setup.clone(), llrd: rec.llrd, blr: rec.blr, repeat: 0, role: Role::Full });
+            match recs.iter().find(|r| r.setup == setup.name) {
+                Some(rec) if s.transfer.full_run => {
+                    points.push(Point { proxy: None, setup: rec.setup.clone(), llrd: rec.llrd, blr: rec.blr, repeat: 0, role: Role::Full })
+                }
+                Some(_) => {}
+                // Every search trial of the setup diverged or failed: nothing to transfer.
+                None => unrecommended.push(setup.name.clone()),
             }
+            // MAE's default recipe does not depend on the search.
             if s.transfer.baseline {
-                points.push(Point { proxy: None, setup: rec.setup.clone(), llrd: BASELINE_LLRD, blr: BASELINE_BLR, repeat: 0, role: Role::Baseline });
+                points.push(Point { proxy: None, setup: setup.name.clone(), llrd: BASELINE_LLRD, blr: BASELINE_BLR, repeat: 0, role: Role::Baseline });
             }
             full.extend(points.iter().map(|p| plan::make_trial(loaded, &ctx, p)));
         }
@@ -368,5 +379,5 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     let mut failed = runner.failed.clone();
     failed.sort();
     failed.dedup();
-    Ok(RunOutcome { failed, interrupted: runner.interrupted, report })
+    Ok(RunOutcome { failed, interrupted: runner.interrupted, unrecommended, report })
 }

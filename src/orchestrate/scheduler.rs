@@ -72,6 +72,19 @@ fn read_result(dir: &Path) -> Option<TrialOutcome> {
     })
 }
 
+/// The error a trial's log ends with (its last `error:` line), so the runner's line says why.
+fn log_error(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(8192))).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let line = text.lines().rev().find_map(|l| l.trim().strip_prefix("error: "))?;
+    Some(if line.chars().count() > 300 { format!("{}...", line.chars().take(300).collect::<String>()) } else { line.to_string() })
+}
+
 fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
     match (code, signal) {
         (_, Some(9)) => "killed (SIGKILL)".into(),
@@ -166,7 +179,9 @@ pub async fn run_trials(
                         Finished::Interrupted
                     }
                     Outcome::Exited { code, signal } => {
-                        let no_result = format!("{}; no result (see {})", describe_exit(code, signal), dir.join("log.txt").display());
+                        let log = dir.join("log.txt");
+                        let why = log_error(&log).map(|e| format!(": {e}")).unwrap_or_default();
+                        let no_result = format!("{}; no result{why} (see {})", describe_exit(code, signal), log.display());
                         let f = settle(journal, &dir, &id, attempt, &mut failures, &mut queue, cfg.max_retries, no_result)?;
                         if let Finished::Completed(top1, None) = f {
                             if best.as_ref().is_none_or(|(b, _)| top1 > *b) {
@@ -252,8 +267,9 @@ pub(super) fn prepare_attempt(journal: &mut Journal, dir: &Path, id: &str, attem
     if let Some(f) = settle_if_finished(journal, dir, id, attempt)? {
         return Ok(Some(f));
     }
-    match std::fs::remove_file(dir.join("result.json")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+    let old = dir.join("result.json");
+    match std::fs::remove_file(&old) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(std::io::Error::new(e.kind(), format!("{}: {e}", old.display()))),
         _ => Ok(None),
     }
 }

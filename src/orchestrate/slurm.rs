@@ -396,8 +396,7 @@ exec {program} trial "$dir/spec.json" --quiet
         cfg: &SchedulerConfig,
         mut stop: watch::Receiver<bool>,
     ) -> Result<BTreeMap<String, Finished>, String> {
-        let jpath = journal.path().to_path_buf();
-        let io = |e: std::io::Error| format!("{}: {e}", jpath.display());
+        let io = |e: std::io::Error| e.to_string(); // names its file
         let say = |line: String| {
             if !cfg.quiet {
                 eprintln!("{line}");
@@ -600,7 +599,7 @@ pub async fn cancel(run_dir: &Path) -> Result<String, String> {
     let keys: Vec<String> = running.values().map(|(k, _)| k.clone()).collect();
     cancel_and_wait(&keys).await?;
     let mut journal = Journal::open(&jpath).map_err(|e| format!("{}: {e}", jpath.display()))?;
-    let io = |e: std::io::Error| format!("{}: {e}", jpath.display());
+    let io = |e: std::io::Error| e.to_string(); // names its file
     let (mut finished, mut interrupted) = (0, 0);
     for (id, (_, attempt)) in &running {
         let dir = scheduler::trial_dir(run_dir, id);

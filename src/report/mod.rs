@@ -59,6 +59,12 @@ pub fn view(run_dir: &Path) -> Result<RunView, String> {
             _ => "pending",
         };
         let done = status == "completed";
+        // A completed trial's numbers are in the journal too: a result file damaged after the
+        // fact loses the best epoch's top-1, not the trial.
+        let recorded = st.filter(|_| done).and_then(|s| s.top1.map(|t| (t, s.top5)));
+        if done && result.is_none() {
+            eprintln!("warning: {}: unreadable; taking the trial's top-1 from the journal", dir.join("result.json").display());
+        }
         rows.push(TrialRow {
             id: id.clone(),
             role: role_name(spec.role).into(),
@@ -68,10 +74,11 @@ pub fn view(run_dir: &Path) -> Result<RunView, String> {
             blr: spec.blr,
             repeat: spec.repeat,
             status: status.into(),
-            top1: result.as_ref().filter(|_| done).map(|r| r.top1),
-            top5: result.as_ref().filter(|_| done).map(|r| r.top5).filter(|t| t.is_finite()),
+            top1: result.as_ref().filter(|_| done).map(|r| r.top1).or(recorded.map(|r| r.0)),
+            top5: result.as_ref().filter(|_| done).map(|r| r.top5).or(recorded.and_then(|r| r.1)).filter(|t| t.is_finite()),
             best_top1: result.as_ref().filter(|_| done).map(|r| r.best_top1),
             attempts: st.map_or(0, |s| s.attempts),
+            unreadable_images: result.as_ref().map_or(0, |r| r.unreadable_images),
         });
     }
     let curves = recommend::curves(&rows, study.study.seed);
@@ -237,6 +244,14 @@ pub fn write(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
         let text = recipe::render(&v, rec, full.get(&(rec.setup.clone(), "full".into())).copied(), full.get(&(rec.setup.clone(), "baseline".into())).copied());
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         files.push(path);
+    }
+    let unreadable: usize = v.rows.iter().map(|r| r.unreadable_images).sum();
+    if unreadable > 0 {
+        let worst = v.rows.iter().max_by_key(|r| r.unreadable_images).expect("non-empty");
+        eprintln!(
+            "warning: {unreadable} unreadable images were skipped over the run's trials ({} in {}); see summary.md",
+            worst.unreadable_images, worst.id
+        );
     }
     let summary = out.join("summary.md");
     std::fs::write(&summary, recipe::summary(&v, &full, &files, &sections)).map_err(|e| format!("{}: {e}", summary.display()))?;

@@ -66,12 +66,17 @@ pub fn pytorch_command(v: &RunView, rec: &Recommendation, checkpoint: Option<&st
     let r = &s.finetune;
     let gpus = s.execution.devices.iter().filter(|d| d.starts_with("cuda")).count().max(1);
     let per_gpu = (r.batch_size / gpus).max(1);
-    let model = match s.model.preset.as_deref() {
-        Some(p) if s.model.overrides.image_size.is_none() && s.model.overrides.patch_size.is_none() => p.trim_end_matches("_224").to_string(),
-        _ => "vit_base_patch16  # a custom shape: add it to models_vit.py".into(),
+    // A shape no preset has gets a comment line of its own above the command: inside it, a
+    // comment would swallow the rest of the line and its continuation.
+    let (model, note) = match s.model.preset.as_deref() {
+        Some(p) if s.model.overrides.image_size.is_none() && s.model.overrides.patch_size.is_none() => (p.trim_end_matches("_224").to_string(), String::new()),
+        _ => (
+            "CUSTOM_VIT".to_string(),
+            format!("# {}: not a models_vit.py model; add it there as CUSTOM_VIT\n", s.model.shape().map(|m| m.to_string()).unwrap_or_default()),
+        ),
     };
     format!(
-        "torchrun --nproc_per_node={gpus} main_finetune.py --model {model} --finetune {} \\\n  --batch_size {per_gpu} --accum_iter {} --epochs {} --warmup_epochs {} \\\n  --blr {} --layer_decay {} --min_lr {} --weight_decay {} --drop_path {} \\\n  --smoothing {} --mixup {} --cutmix {} --reprob {} --aa {} --input_size {} \\\n  --dist_eval --data_path DATA --nb_classes CLASSES --output_dir OUT",
+        "{note}torchrun --nproc_per_node={gpus} main_finetune.py --model {model} --finetune {} \\\n  --batch_size {per_gpu} --accum_iter {} --epochs {} --warmup_epochs {} \\\n  --blr {} --layer_decay {} --min_lr {} --weight_decay {} --drop_path {} \\\n  --smoothing {} --mixup {} --cutmix {} --reprob {} --aa {} --input_size {} \\\n  --dist_eval --data_path DATA --nb_classes CLASSES --output_dir OUT",
         checkpoint.unwrap_or("PRETRAINED.pth"),
         r.accum_iter,
         r.epochs,
@@ -178,6 +183,19 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         s.proxies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
         s.pretrain_setups.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    let unfinished = v.rows.iter().filter(|r| r.role == "search" && (r.status == "pending" || r.status == "running")).count();
+    if unfinished > 0 {
+        let _ = writeln!(out, "**The search is not finished:** {unfinished} search trial(s) are still pending or running; the fits below use the completed ones only.\n");
+    }
+    let unreadable: Vec<&TrialRow> = v.rows.iter().filter(|r| r.unreadable_images > 0).collect();
+    if !unreadable.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Unreadable images:** {} trial(s) skipped images they could not read (up to {} in one trial; `unreadable_images` in results.csv, the reasons in each trial's log.txt).\n",
+            unreadable.len(),
+            unreadable.iter().map(|r| r.unreadable_images).max().unwrap_or(0)
+        );
+    }
     let _ = writeln!(out, "## Recommendation\n");
     let _ = writeln!(out, "| setup | LLRD | blr | 95% interval | near-optimal | full run top-1 | baseline top-1 (0.65, 5e-4) | gain | flags |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
@@ -203,7 +221,11 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
             if r.flags.is_empty() { "-".into() } else { r.flags.join("; ") }
         );
     }
-    let _ = writeln!(out, "\n## Curves\n\n![top-1 against LLRD](llrd_curve.png)\n");
+    if files.iter().any(|f| f.ends_with("llrd_curve.png")) {
+        let _ = writeln!(out, "\n## Curves\n\n![top-1 against LLRD](llrd_curve.png)\n");
+    } else {
+        let _ = writeln!(out, "\n## Curves\n\nNo search trial has completed yet: no curve to draw.\n");
+    }
     for f in files {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name == "lr_llrd.png" || name == "optimum_vs_pretrain.png" {

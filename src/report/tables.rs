@@ -20,6 +20,7 @@ pub fn frame(rows: &[TrialRow]) -> PolarsResult<DataFrame> {
         "top5" => rows.iter().map(|r| r.top5).collect::<Vec<_>>(),
         "best_top1" => rows.iter().map(|r| r.best_top1).collect::<Vec<_>>(),
         "attempts" => rows.iter().map(|r| r.attempts as u32).collect::<Vec<_>>(),
+        "unreadable_images" => rows.iter().map(|r| r.unreadable_images as u32).collect::<Vec<_>>(),
     )
 }
 

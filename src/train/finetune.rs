@@ -167,6 +167,33 @@ fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransfo
     Eval { loss: loss / n, top1: 100.0 * c1 as f64 / n, top5: 100.0 * c5 as f64 / n }
 }
 
+/// The checkpoint to resume from: `dir`, or the previous one (`dir.old`) when a crash came
+/// between moving it out and the new one in.
+pub(crate) fn checkpoint_to_resume(dir: &Path) -> Option<PathBuf> {
+    [dir.to_path_buf(), dir.with_extension("old")].into_iter().find(|d| d.join("state.json").is_file())
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A checkpoint that cannot be read (a damaged disk, a crash the file system did not survive)
+/// is moved to `<dir>.damaged` and the run starts over, rather than failing on it at every
+/// retry. Said on stderr, which a trial's log keeps, quiet or not.
+pub(crate) fn set_aside(dir: &Path, why: &str) -> Result<(), TrainError> {
+    let aside = dir.with_extension("damaged");
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::rename(dir, &aside).map_err(io_err(dir))?;
+    eprintln!("warning: cannot resume from {} ({why}); moved it to {} and starting over", dir.display(), aside.display());
+    Ok(())
+}
+
+/// Make a file's contents durable.
+fn sync(path: &Path) -> Result<(), TrainError> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io_err(path))
+}
+
 /// Write model, optimizer and progress into `dir` atomically: a new folder beside it, then swapped
 /// in, so a crash leaves the previous epoch's checkpoint whole. Shared by fine-tune and pre-training.
 pub(crate) fn save_checkpoint<M: Module, S: Serialize>(dir: &Path, model: &M, optim: &ModuleOptimizer, state: &S) -> Result<(), TrainError> {
@@ -176,13 +203,22 @@ pub(crate) fn save_checkpoint<M: Module, S: Serialize>(dir: &Path, model: &M, op
     model.clone().save_file(tmp.join("model.bpk")).map_err(|e| TrainError::Io { path: tmp.join("model.bpk"), message: e.to_string() })?;
     optim.save(tmp.join("optim.bpk")).map_err(|e| TrainError::Io { path: tmp.join("optim.bpk"), message: e.to_string() })?;
     write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(state).unwrap().as_bytes()).map_err(io_err(&tmp))?;
-    // Swap in the new checkpoint; the old one stays until the new one is complete.
+    for f in ["model.bpk", "optim.bpk", "state.json"] {
+        sync(&tmp.join(f))?;
+    }
+    // Swap in the new checkpoint; the old one stays until the new one is complete (a crash
+    // between the two renames leaves `dir.old`, which a resume takes).
     let old = dir.with_extension("old");
-    let _ = std::fs::remove_dir_all(&old);
-    if dir.exists() {
+    if dir.join("state.json").is_file() {
+        let _ = std::fs::remove_dir_all(&old);
         std::fs::rename(dir, &old).map_err(io_err(dir))?;
+    } else if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
     }
     std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::File::open(parent).and_then(|f| f.sync_all());
+    }
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
@@ -275,24 +311,29 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
     let ckpt_dir = out_dir.join("checkpoint");
     let hash = spec.hash();
     let mut state = ResumeState { spec_hash: hash.clone(), epochs_done: 0, step: 0, epochs: Vec::new(), train_wall_s: 0.0, train_images: 0, wall_s: 0.0 };
-    if ckpt_dir.join("state.json").is_file() {
-        let text = std::fs::read_to_string(ckpt_dir.join("state.json")).map_err(io_err(&ckpt_dir))?;
-        let saved: ResumeState = serde_json::from_str(&text).map_err(|e| TrainError::Io { path: ckpt_dir.join("state.json"), message: e.to_string() })?;
-        if saved.spec_hash != hash {
-            return Err(TrainError::Setup(format!(
-                "{}: holds a checkpoint of other settings (spec {} vs {hash}); use another output folder",
-                out_dir.display(),
-                saved.spec_hash
-            )));
+    if let Some(dir) = checkpoint_to_resume(&ckpt_dir) {
+        let loaded = read_json::<ResumeState>(&dir.join("state.json")).and_then(|saved| {
+            if saved.spec_hash != hash {
+                return Ok(Err(saved.spec_hash));
+            }
+            let m = model.clone().try_load_file(dir.join("model.bpk")).map_err(|e| format!("{}: {e}", dir.join("model.bpk").display()))?;
+            let o = optim.clone().load(dir.join("optim.bpk")).map_err(|e| format!("{}: {e}", dir.join("optim.bpk").display()))?;
+            Ok(Ok((saved, m, o)))
+        });
+        match loaded {
+            Ok(Ok((saved, m, o))) => {
+                // Said when quiet too: a trial's log then shows where it took up.
+                eprintln!("resuming {} after epoch {} (step {})", out_dir.display(), saved.epochs_done, saved.step);
+                (model, optim, state) = (m, o, saved);
+            }
+            Ok(Err(other)) => {
+                return Err(TrainError::Setup(format!(
+                    "{}: holds a checkpoint of other settings (spec {other} vs {hash}); use another output folder",
+                    out_dir.display()
+                )));
+            }
+            Err(why) => set_aside(&dir, &why)?,
         }
-        model = model
-            .try_load_file(ckpt_dir.join("model.bpk"))
-            .map_err(|e| TrainError::Io { path: ckpt_dir.join("model.bpk"), message: e.to_string() })?;
-        optim = optim.load(ckpt_dir.join("optim.bpk")).map_err(|e| TrainError::Io { path: ckpt_dir.join("optim.bpk"), message: e.to_string() })?;
-        if !quiet {
-            eprintln!("resuming {} after epoch {} (step {})", out_dir.display(), saved.epochs_done, saved.step);
-        }
-        state = saved;
     }
     let mut sched = llrd::scheduler(&recipes, &schedule, state.step);
 

@@ -210,18 +210,26 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let ckpt = out.join("checkpoint");
     let h = hash(spec);
     let mut st = State { spec_hash: h.clone(), epochs_done: 0, step: 0, epoch_loss: Vec::new(), epoch_cls_loss: Vec::new(), loss_curve: Vec::new(), train_s: 0.0, images: 0, wall_s: 0.0 };
-    if ckpt.join("state.json").is_file() {
-        let saved: State = serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).map_err(|e| io_err(&ckpt)(e.to_string()))?)
-            .map_err(|e| io_err(&ckpt)(e.to_string()))?;
-        if saved.spec_hash != h {
-            return Err(TrainError::Setup(format!("{}: holds a pre-training of other settings; use another output folder", out.display())));
+    if let Some(dir) = super::finetune::checkpoint_to_resume(&ckpt) {
+        let loaded = super::finetune::read_json::<State>(&dir.join("state.json")).and_then(|saved| {
+            if saved.spec_hash != h {
+                return Ok(None);
+            }
+            let m = model.clone().try_load_file(dir.join("model.bpk")).map_err(|e| format!("{}: {e}", dir.join("model.bpk").display()))?;
+            let o = optim.clone().load(dir.join("optim.bpk")).map_err(|e| format!("{}: {e}", dir.join("optim.bpk").display()))?;
+            Ok(Some((saved, m, o)))
+        });
+        match loaded {
+            Ok(Some((saved, m, o))) => {
+                // Said when quiet too: a trial's log then shows where it took up.
+                eprintln!("resuming {} after epoch {}", out.display(), saved.epochs_done);
+                (model, optim, st) = (m, o, saved);
+            }
+            Ok(None) => {
+                return Err(TrainError::Setup(format!("{}: holds a pre-training of other settings; use another output folder", out.display())));
+            }
+            Err(why) => super::finetune::set_aside(&dir, &why)?,
         }
-        model = model.try_load_file(ckpt.join("model.bpk")).map_err(|e| io_err(&ckpt)(e.to_string()))?;
-        optim = optim.load(ckpt.join("optim.bpk")).map_err(|e| io_err(&ckpt)(e.to_string()))?;
-        if !quiet {
-            eprintln!("resuming {} after epoch {}", out.display(), saved.epochs_done);
-        }
-        st = saved;
     }
     let mut sched = ModuleLrScheduler::new(ScaledSchedule { schedule: schedule.clone(), scale: 1.0, step: st.step });
 
