@@ -415,3 +415,34 @@ fn unreadable_images_are_reported_by_the_run() {
     assert!(summary.contains("**Unreadable images:**"), "{summary}");
     assert!(read(&dir.join("reports/g/results.csv")).lines().next().unwrap().ends_with(",unreadable_images"));
 }
+
+/// A study edited to search another LR resumes into the same folder: the new trials run, the
+/// earlier LR's stay in results.csv but out of the fits, and the summary's full run is the new
+/// recommendation's. An edit of the recipe itself changes every trial already run: refused.
+#[test]
+fn an_edited_grid_resumes_and_fits_only_what_the_study_now_plans() {
+    let dir = Dir::new();
+    study(&dir, "e", "");
+    let text = read(&dir.join("e.yaml")).replace("  - { name: two, classes: 2 }\n", "").replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: true, baseline: false }");
+    dir.write("e.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "e.yaml", "--quiet"]);
+    run(c).success();
+    dir.write("e.yaml", &text.replace("search: { llrd: [0.4, 0.6, 0.8, 1.0] }", "search: { llrd: [0.4, 0.6, 0.8, 1.0], blr: [2.0e-3] }"));
+    let mut c = dir.maestro();
+    c.args(["run", "e.yaml", "--quiet"]);
+    run(c).success();
+    let csv = read(&dir.join("reports/e/results.csv"));
+    assert_eq!(csv.lines().filter(|l| l.contains(",search,")).count(), 8, "{csv}");
+    let recipe = read(&dir.join("reports/e/recipe-scratch.yaml"));
+    assert!(recipe.contains("blr: 0.002"), "{recipe}");
+    let summary = read(&dir.join("reports/e/summary.md"));
+    assert!(summary.contains("4 search trial(s) in this run folder are not in the study as it now reads"), "{summary}");
+    let full = csv.lines().filter(|l| l.contains(",full,")).count();
+    assert_eq!(full, 2, "one full run per recommendation: {csv}");
+
+    dir.write("e.yaml", &text.replace("warmup_epochs: 1", "warmup_epochs: 0"));
+    let mut c = dir.maestro();
+    c.args(["run", "e.yaml", "--quiet"]);
+    run(c).code_is(2).stderr_has("the study changed since the run started");
+}

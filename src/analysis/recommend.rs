@@ -63,6 +63,9 @@ pub struct Recommendation {
 
 fn flags_of(fit: &CurveFit) -> Vec<String> {
     let mut f = Vec::new();
+    if fit.grid.len() < 3 {
+        f.push(format!("only {} LLRD value(s) measured: no curve to fit, the interval says nothing", fit.grid.len()));
+    }
     if fit.edge {
         f.push("optimum at the edge of the grid".to_string());
     }

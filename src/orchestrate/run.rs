@@ -103,6 +103,27 @@ fn check_spec(run_dir: &Path, spec: &TrialSpec) -> Result<(), String> {
     ))
 }
 
+/// The trials the run folder already holds, as the (edited) study would plan them now: those
+/// of proxies and setups it still has (a pre-training stage's id carries its settings, so an
+/// edited stage is a new one).
+fn existing_trials(run_dir: &Path, loaded: &LoadedStudy, ctx: &PlanContext) -> Result<Vec<TrialSpec>, String> {
+    let s = &loaded.study;
+    let Ok(dirs) = std::fs::read_dir(run_dir.join("trials")) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for d in dirs.filter_map(Result::ok) {
+        let path = d.path().join("spec.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let old: TrialSpec = serde_json::from_str(&text).map_err(|e| format!("{}: not a trial spec: {e}", path.display()))?;
+        let proxy_known = old.proxy.as_ref().is_none_or(|p| s.proxies.iter().any(|q| &q.name == p));
+        if old.role == Role::Pretrain || !proxy_known || !s.pretrain_setups.iter().any(|p| p.name == old.setup) {
+            continue;
+        }
+        let p = Point { proxy: old.proxy.clone(), setup: old.setup.clone(), llrd: old.llrd, blr: old.blr, repeat: old.repeat, role: old.role };
+        out.push(plan::make_trial(loaded, ctx, &p));
+    }
+    Ok(out)
+}
+
 /// Write the trial's spec, or check that the one already there is the same trial.
 fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(), String> {
     let spec = on_device(spec, slot_device);
@@ -259,10 +280,11 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
             if old_study.study.name != s.name {
                 return Err(format!("{} holds a run of study `{}`, not `{}`", opts.run_dir.display(), old_study.study.name, s.name));
             }
-            // The same study edited: it may add grid values or change how trials run, not what
-            // a planned trial is. Checked before anything in the folder changes.
-            for t in stages.iter().chain(&plan::search_trials(loaded, &ctx, &s.search.llrd)) {
-                check_spec(&opts.run_dir, t)?;
+            // The same study edited: it may add grid values, LRs, proxies or setups, drop some,
+            // or change how trials run, not what a trial already in the folder is. Checked
+            // before anything in the folder changes.
+            for t in existing_trials(&opts.run_dir, loaded, &ctx)? {
+                check_spec(&opts.run_dir, &t)?;
             }
             std::fs::write(&copy, &text).map_err(io(&copy))?;
         }

@@ -23,6 +23,9 @@ pub struct RunView {
     pub rows: Vec<TrialRow>,
     pub curves: Vec<Curve>,
     pub recommendations: Vec<Recommendation>,
+    /// Search trials in the folder that the study as it now reads does not plan (left out of
+    /// the fits).
+    pub unplanned: usize,
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -81,9 +84,22 @@ pub fn view(run_dir: &Path) -> Result<RunView, String> {
             unreadable_images: result.as_ref().map_or(0, |r| r.unreadable_images),
         });
     }
-    let curves = recommend::curves(&rows, study.study.seed);
+    // Search trials of an earlier version of the study (another LR, proxy, setup or repeat
+    // count) stay in the table but not in the fits: the recommendation is the current study's.
+    let s = &study.study;
+    let blrs = if s.search.blr.is_empty() { vec![s.finetune.blr] } else { s.search.blr.clone() };
+    let planned = |r: &TrialRow| {
+        r.role != "search"
+            || ((if s.proxies.is_empty() { r.proxy.is_empty() } else { s.proxies.iter().any(|p| p.name == r.proxy) })
+                && s.pretrain_setups.iter().any(|p| p.name == r.setup)
+                && blrs.iter().any(|&b| (b - r.blr).abs() <= 1e-9 * b.abs())
+                && r.repeat < s.search.repeats)
+    };
+    let unplanned = rows.iter().filter(|r| !planned(r)).count();
+    let fitted: Vec<TrialRow> = rows.iter().filter(|r| planned(r)).cloned().collect();
+    let curves = recommend::curves(&fitted, study.study.seed);
     let recommendations = recommend::recommend(&curves);
-    Ok(RunView { study, rows, curves, recommendations })
+    Ok(RunView { study, rows, curves, recommendations, unplanned })
 }
 
 /// Per pre-training stage: its loss curve and the reconstruction figure (the paper's Figure 2).
@@ -237,8 +253,18 @@ pub fn write(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
     let (figures, md) = sample_efficiency(&v, out);
     files.extend(figures);
     sections.push_str(&md);
-    let full: BTreeMap<(String, String), &TrialRow> =
-        v.rows.iter().filter(|r| r.role == "full" || r.role == "baseline").map(|r| ((r.setup.clone(), r.role.clone()), r)).collect();
+    // Each setup's full run is the one of its current recommendation: a folder may also hold the
+    // full run of an earlier recommendation (the grid grew since).
+    let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+    let mut full: BTreeMap<(String, String), &TrialRow> = BTreeMap::new();
+    for r in v.rows.iter().filter(|r| r.role == "baseline") {
+        full.insert((r.setup.clone(), r.role.clone()), r);
+    }
+    for rec in &v.recommendations {
+        if let Some(r) = v.rows.iter().find(|r| r.role == "full" && r.setup == rec.setup && same(r.llrd, rec.llrd) && same(r.blr, rec.blr)) {
+            full.insert((r.setup.clone(), r.role.clone()), r);
+        }
+    }
     for rec in &v.recommendations {
         let path = out.join(format!("recipe-{}.yaml", rec.setup));
         let text = recipe::render(&v, rec, full.get(&(rec.setup.clone(), "full".into())).copied(), full.get(&(rec.setup.clone(), "baseline".into())).copied());

@@ -183,6 +183,13 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         s.proxies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
         s.pretrain_setups.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    if v.unplanned > 0 {
+        let _ = writeln!(
+            out,
+            "**Trials of an earlier version of the study:** {} search trial(s) in this run folder are not in the study as it now reads (another LR, proxy, setup or repeat count); results.csv lists them, the fits leave them out.\n",
+            v.unplanned
+        );
+    }
     let unfinished = v.rows.iter().filter(|r| r.role == "search" && (r.status == "pending" || r.status == "running")).count();
     if unfinished > 0 {
         let _ = writeln!(out, "**The search is not finished:** {unfinished} search trial(s) are still pending or running; the fits below use the completed ones only.\n");
