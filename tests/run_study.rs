@@ -235,22 +235,26 @@ fn several_setups_get_a_recipe_each_and_the_optimum_figure() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
-    let dir = Dir::new();
-    study(&dir, "c", "");
-    let mut child = start(&dir, &["run", "c.yaml", "--quiet"]);
-    wait_for("a running trial", Duration::from_secs(120), || !events(&journal(&dir, "runs/c"), "running").is_empty());
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
+    // SIGTERM (kill, systemd, Slurm's scancel and time limit) stops a run as Ctrl-C does.
+    for (name, signal) in [("c", libc::SIGINT), ("t", libc::SIGTERM)] {
+        let dir = Dir::new();
+        study(&dir, name, "");
+        let runs = format!("runs/{name}");
+        let mut child = start(&dir, &["run", &format!("{name}.yaml"), "--quiet"]);
+        wait_for("a running trial", Duration::from_secs(120), || !events(&journal(&dir, &runs), "running").is_empty());
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "signal {signal}: the run stops with 130");
+        let j = journal(&dir, &runs);
+        assert!(!events(&j, "interrupted").is_empty() || events(&j, "completed").len() == 10, "running trials are marked interrupted");
+        assert!(!dir.join(&runs).join("runner.lock").exists(), "the lock is released");
+        let mut c = dir.maestro();
+        c.args(["run", &format!("{name}.yaml"), "--quiet"]);
+        run(c).success();
+        assert_eq!(events(&journal(&dir, &runs), "completed").len(), 10);
     }
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
-    let j = journal(&dir, "runs/c");
-    assert!(!events(&j, "interrupted").is_empty() || events(&j, "completed").len() == 10, "running trials are marked interrupted");
-    assert!(!dir.join("runs/c/runner.lock").exists(), "the lock is released");
-    let mut c = dir.maestro();
-    c.args(["run", "c.yaml", "--quiet"]);
-    run(c).success();
-    assert_eq!(events(&journal(&dir, "runs/c"), "completed").len(), 10);
 }
 
 #[test]

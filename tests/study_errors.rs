@@ -145,6 +145,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "finetune.min_lr: 10 is not below the peak learning rate 1.000e-3 (blr 0.001 x batch 256 / 256)",
     ),
     (
+        "a placeholder misspelt in an external command",
+        "name: s\ndataset: { kind: imagefolder, root: data }\ntrial:\n  kind: command\n  command: python main_finetune.py --layer_decay {llrd} --output_dir {output}\n  metric: { file: \"{out}/log.txt\", jsonl_key: test_acc1 }\n",
+        "5:",
+        "trial.command: {output} is no placeholder",
+    ),
+    (
         "a proxy of one class",
         "name: s\ndataset: { kind: imagefolder, root: data }\nproxies: [{ name: one, classes: 1 }]\n",
         "3:",

@@ -31,6 +31,8 @@ pub enum CheckpointError {
     ShapeMismatch { path: PathBuf, key: String, found: Vec<usize>, expected: Vec<usize>, model: String },
     #[error("{path}: the checkpoint lacks {} the model needs: {}{}", keys.len(), keys.join(", "), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
     MissingKeys { path: PathBuf, keys: Vec<String>, hint: Option<String> },
+    #[error("{path}: the checkpoint has {found} encoder blocks, the model {expected} ({model}); is this checkpoint for another architecture?")]
+    DepthMismatch { path: PathBuf, found: usize, expected: usize, model: String },
     #[error("{path}: {message}")]
     Write { path: PathBuf, message: String },
 }
@@ -262,6 +264,15 @@ pub fn load(model: &mut VisionTransformer, path: &Path, mode: LoadMode, describe
             expected: shape.clone(),
             model: describe.into(),
         });
+    }
+
+    // A deeper encoder's extra blocks would otherwise be dropped as unused (a shallower one's
+    // missing blocks are caught as missing keys below).
+    let block = |k: &str| k.strip_prefix("blocks.")?.split('.').next()?.parse::<usize>().ok();
+    let depth = |names: &mut dyn Iterator<Item = &String>| names.filter_map(|k| block(k)).max().map_or(0, |b| b + 1);
+    let (found, expected) = (depth(&mut ckpt.keys()), depth(&mut params.iter().map(|(_, n, _)| n)));
+    if found > expected && expected > 0 {
+        return Err(CheckpointError::DepthMismatch { path: path.into(), found, expected, model: describe.into() });
     }
 
     // Read the old table before applying: applying consumes the store.

@@ -7,6 +7,26 @@ use std::process::Command;
 use super::plan::{CommandTrial, TrialSpec, fmt_value};
 use crate::train::spec::{EpochMetrics, FinetuneResult, RunStatus};
 
+/// The placeholders `substitute` fills in.
+pub const PLACEHOLDERS: &[&str] = &["llrd", "blr", "out", "seed", "data", "epochs", "batch_size"];
+
+/// `{name}` tokens (lower-case identifiers) of a template that are no placeholder: a typo would
+/// otherwise reach the shell as written.
+pub fn unknown_placeholders(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        rest = &rest[i + 1..];
+        let Some(j) = rest.find('}') else { break };
+        let name = &rest[..j];
+        let ident = name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if ident && !PLACEHOLDERS.contains(&name) {
+            out.push(format!("{{{name}}}"));
+        }
+    }
+    out
+}
+
 /// Replace `{llrd}`, `{blr}`, `{out}`, `{seed}`, `{data}`, `{epochs}`, `{batch_size}`.
 pub fn substitute(template: &str, spec: &TrialSpec, out: &Path, data: &str, seed: u64, epochs: f64, batch: usize) -> String {
     template

@@ -256,6 +256,9 @@ fn setup_checkpoints(loaded: &LoadedStudy, run_dir: &Path, stages: &[TrialSpec])
 pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, String> {
     let s = &loaded.study;
     let catalog = loaded.scan().map_err(|e| e.to_string())?;
+    if opts.run_dir.exists() && !opts.run_dir.is_dir() {
+        return Err(format!("--run-dir {}: is a file, not a folder", opts.run_dir.display()));
+    }
     std::fs::create_dir_all(&opts.run_dir).map_err(io(&opts.run_dir))?;
     // The report is written at the end: a folder it cannot go to is found before any trial.
     std::fs::create_dir_all(&opts.report_dir).map_err(|e| format!("{}: cannot create the report folder: {e}", opts.report_dir.display()))?;
@@ -313,14 +316,23 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     let mut journal = Journal::open(&journal_path).map_err(|e| e.to_string())?;
     journal.append(Event::RunnerStarted { pid: std::process::id() }).map_err(|e| e.to_string())?;
 
+    // Ctrl-C, or SIGTERM (what `kill`, systemd and Slurm's scancel or time limit send), stops
+    // the run cleanly: trials are ended and journalled as interrupted, and a resume takes them up.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let asked = tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            r = term.recv() => r.is_some(),
+        };
+        if asked {
             let _ = stop_tx.send(true);
-            // A second Ctrl-C ends maestro at once; the journal is already consistent.
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
+            // A second signal ends maestro at once; the journal is already consistent.
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
+            std::process::exit(130);
         }
     });
     let cfg = SchedulerConfig {

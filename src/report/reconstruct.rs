@@ -31,12 +31,20 @@ pub struct Request {
 
 /// Where the model's settings and weights are.
 fn locate(ckpt: &Path) -> Result<(PretrainSpec, PathBuf), String> {
+    if !ckpt.exists() {
+        return Err(format!("{}: no such file or folder; give a `maestro pretrain` output folder or its mae.safetensors", ckpt.display()));
+    }
     let (dir, weights) = if ckpt.is_dir() { (ckpt.to_path_buf(), ckpt.join("mae.safetensors")) } else { (ckpt.parent().unwrap_or(Path::new(".")).to_path_buf(), ckpt.to_path_buf()) };
     let spec_path = dir.join("pretrain.json");
     let text = std::fs::read_to_string(&spec_path).map_err(|e| {
         format!("{}: {e}; reconstruct reads the model's settings from a `maestro pretrain` folder (its pretrain.json)", spec_path.display())
     })?;
     let spec: PretrainSpec = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    if let Ok(r) = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("result.json")).unwrap_or_default()) {
+        if r["status"] != "completed" {
+            return Err(format!("{}: the pre-training did not complete ({}); there is no model to reconstruct with", dir.display(), r["status"]));
+        }
+    }
     if !weights.is_file() {
         return Err(format!("{}: no such file; has the pre-training finished?", weights.display()));
     }
@@ -49,6 +57,10 @@ fn to_u8(v: f32, mean: f32, std: f32) -> u8 {
 
 /// Reconstruct and draw; returns the figure's path and the mean loss on removed patches.
 pub fn reconstruct(r: &Request) -> Result<(PathBuf, f64), String> {
+    let ext = r.out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if r.out.is_dir() || !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg" | "bmp")) {
+        return Err(format!("--out {}: the figure is a bitmap image; name a .png (or .jpg, .bmp) file", r.out.display()));
+    }
     let (spec, weights) = locate(&r.checkpoint)?;
     let shape = spec.model.clone();
     let rec = &spec.recipe;

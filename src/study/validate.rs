@@ -242,6 +242,16 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         if !command.contains("{llrd}") {
             c.fail_hint("trial.command", "the command never uses {llrd}, so every trial would train the same thing", Some("e.g. python main_finetune.py --layer_decay {llrd} --blr {blr} --output_dir {out}"));
         }
+        for (field, template) in [("trial.command", command.as_str()), ("trial.metric.file", metric.file.as_str())] {
+            let unknown = crate::orchestrate::command::unknown_placeholders(template);
+            if !unknown.is_empty() {
+                c.fail_hint(
+                    field,
+                    format!("{} is no placeholder", unknown.join(", ")),
+                    Some(format!("placeholders: {}", crate::orchestrate::command::PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", "))),
+                );
+            }
+        }
         if metric.mode != "max" && metric.mode != "last" {
             c.fail("trial.metric.mode", format!("`{}` is not a mode; use max or last", metric.mode));
         }
