@@ -16,7 +16,11 @@ pub fn unknown_placeholders(template: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(i) = rest.find('{') {
+        let shell = rest[..i].ends_with('$'); // ${var}: the shell's, not ours
         rest = &rest[i + 1..];
+        if shell {
+            continue;
+        }
         let Some(j) = rest.find('}') else { break };
         let name = &rest[..j];
         let ident = name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -91,13 +91,17 @@ pub fn read(path: &Path) -> Result<Vec<Record>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let lines: Vec<String> = BufReader::new(f).lines().collect::<Result<_, _>>().map_err(|e| format!("{}: {e}", path.display()))?;
+    // Bytes, not text: a line torn inside a multi-byte character is a torn line like any other.
+    let mut bytes = Vec::new();
+    BufReader::new(f).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let lines = if lines.last().is_some_and(|l| l.is_empty()) { &lines[..lines.len() - 1] } else { &lines[..] };
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(line) {
+        match serde_json::from_slice::<Record>(line) {
             Ok(r) => out.push(r),
             Err(_) if i + 1 == lines.len() => {} // torn by a crash mid-write
             Err(e) => return Err(format!("{}:{}: unreadable journal line: {e}", path.display(), i + 1)),

@@ -84,14 +84,23 @@ fn check_spec(run_dir: &Path, spec: &TrialSpec) -> Result<(), String> {
     if old == new {
         return Ok(());
     }
+    // The same trial with its run folder's files elsewhere: every path that differs names the
+    // same file under the run folder (`proxies/...`, `trials/...`) at another place.
+    let moved_path = |new: &Option<PathBuf>, old: &Option<PathBuf>| match (new, old) {
+        (Some(n), Some(o)) => n == o || n.strip_prefix(run_dir).is_ok_and(|rel| !rel.as_os_str().is_empty() && o.ends_with(rel)),
+        (n, o) => n == o,
+    };
     let mut moved = new.clone();
+    let mut same_files = true;
     if let (Some(a), Some(b)) = (moved.finetune.as_mut(), old.finetune.as_ref()) {
+        same_files &= moved_path(&a.manifest, &b.manifest) && moved_path(&a.checkpoint, &b.checkpoint);
         (a.manifest, a.checkpoint) = (b.manifest.clone(), b.checkpoint.clone());
     }
     if let (Some(a), Some(b)) = (moved.pretrain.as_mut(), old.pretrain.as_ref()) {
+        same_files &= moved_path(&a.manifest, &b.manifest);
         a.manifest = b.manifest.clone();
     }
-    if moved == old {
+    if moved == old && same_files {
         return Err(format!(
             "{}: this trial was planned with its files at other paths (was the run folder moved or copied?); run it where it was made, or use a new run folder (--run-dir)",
             path.display()
@@ -131,8 +140,13 @@ fn write_spec(run_dir: &Path, spec: &TrialSpec, slot_device: &str) -> Result<(),
     let dir = scheduler::trial_dir(run_dir, &spec.id);
     let path = dir.join("spec.json");
     let text = serde_json::to_string_pretty(&spec).expect("spec serialises");
-    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
-        return Ok(());
+    // The same trial on the same device: the spec stays as written. A spec of an older runner
+    // (relative paths) thus keeps the identity its trial's checkpoint was saved under.
+    let device = |t: &TrialSpec| (t.finetune.as_ref().map(|f| f.device.clone()), t.pretrain.as_ref().map(|p| p.device.clone()));
+    if let Ok(old) = std::fs::read_to_string(&path) {
+        if old == text || serde_json::from_str::<TrialSpec>(&old).is_ok_and(|o| device(&o) == device(&spec)) {
+            return Ok(());
+        }
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     crate::train::spec::write_atomic(&path, text.as_bytes()).map_err(io(&path))
@@ -277,6 +291,17 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         s.pretrain_setups.iter().filter_map(|p| p.pretrain.as_ref().map(|r| plan::pretrain_trial(loaded, &p.name, r))).collect();
     let checkpoints = setup_checkpoints(loaded, &opts.run_dir, &stages);
     let ctx = PlanContext { proxy_dir: &proxy_dir, setup_checkpoint: &|name: &str| checkpoints.get(name).cloned().flatten() };
+    // The proxies as the study draws them now: one that differs from the folder's is another
+    // dataset or rule, refused before anything in the folder changes.
+    let mut proxies = Vec::new();
+    for (name, rule, seed) in loaded.proxy_rules() {
+        let m = proxy::build(&name, &loaded.source(), &catalog, rule, seed).map_err(|e| e.to_string())?;
+        let path = plan::manifest_path(&proxy_dir, &name);
+        if crate::data::manifest::Manifest::read(&path).map(|old| old.content_hash != m.content_hash).unwrap_or(false) {
+            return Err(format!("{}: the dataset or the proxy's rule changed since this run started; use a new run folder", path.display()));
+        }
+        proxies.push((name, m));
+    }
     match std::fs::read_to_string(&copy) {
         Ok(old) if old != text => {
             let old_study = LoadedStudy::from_text_in(&copy, &old, &loaded.dir()).map_err(|e| e.to_string())?;
@@ -296,13 +321,9 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     }
     std::fs::write(&base, loaded.dir().display().to_string()).map_err(io(&base))?;
 
-    // Proxies, drawn into the run folder (identical to `maestro proxy build`).
-    for (name, rule, seed) in loaded.proxy_rules() {
-        let m = proxy::build(&name, &loaded.source(), &catalog, rule, seed).map_err(|e| e.to_string())?;
+    // Proxies, drawn into the run folder (identical to `maestro proxy build`); checked above.
+    for (name, m) in proxies {
         let path = plan::manifest_path(&proxy_dir, &name);
-        if crate::data::manifest::Manifest::read(&path).map(|old| old.content_hash != m.content_hash).unwrap_or(false) {
-            return Err(format!("{}: the dataset or the proxy's rule changed since this run started; use a new run folder", path.display()));
-        }
         m.write(&path).map_err(|e| e.to_string())?;
         if let TrialKind::Command { .. } = s.trial {
             let tree = proxy_dir.join(&name);
@@ -382,8 +403,13 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         }
     }
 
-    // 3. Transfer: the recommendation (and MAE's default recipe) on the full dataset.
+    // 3. Transfer: the recommendation (and MAE's default recipe) on the full dataset. A setup
+    // none of whose search trials completed has no recommendation, transfer or not.
     let mut unrecommended = Vec::new();
+    if ok && !(s.transfer.full_run || s.transfer.baseline) {
+        let recs = crate::report::view(&opts.run_dir)?.recommendations;
+        unrecommended = s.pretrain_setups.iter().filter(|p| !recs.iter().any(|r| r.setup == p.name)).map(|p| p.name.clone()).collect();
+    }
     if ok && (s.transfer.full_run || s.transfer.baseline) {
         let v = crate::report::view(&opts.run_dir)?;
         let recs = recommend::recommend(&v.curves);

@@ -122,7 +122,7 @@ pub async fn run_trials(
 
     loop {
         // Fill every free slot.
-        while !stopping && !free.is_empty() && !queue.is_empty() {
+        while !stopping && !*stop.borrow() && !free.is_empty() && !queue.is_empty() {
             let id = queue.pop_front().expect("non-empty");
             let dir = trial_dir(run_dir, &id);
             // Attempts are counted by failures: a retry is attempt failures + 1.
@@ -172,9 +172,16 @@ pub async fn run_trials(
                 pids.remove(&id);
                 let attempt = failures.get(&id).copied().unwrap_or(0) + 1;
                 let dir = trial_dir(run_dir, &id);
+                // Stopped by us, or killed by a signal while we were stopping, or by a stop signal
+                // sent to the whole process group (Ctrl-C in a terminal without our process group,
+                // Slurm's scancel or time limit, systemd), which can reach a trial before the runner
+                // has seen it: the trial is interrupted, not failed.
+                let asked = stopping || *stop.borrow();
+                let stop_signal = |s: Option<i32>| matches!(s, Some(libc::SIGTERM | libc::SIGINT | libc::SIGHUP));
                 let finished = match outcome {
-                    // Stopped by us, or killed by a signal while we were stopping.
-                    ref o if matches!(o, Outcome::Cancelled) || (stopping && matches!(o, Outcome::Exited { signal: Some(_), .. })) => {
+                    ref o if matches!(o, Outcome::Cancelled)
+                        || matches!(o, Outcome::Exited { signal: Some(sig), .. } if asked || stop_signal(Some(*sig))) =>
+                    {
                         journal.append(Event::Interrupted { trial: id.clone(), attempt })?;
                         Finished::Interrupted
                     }

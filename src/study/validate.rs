@@ -209,11 +209,20 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     // model
     match study.model.shape() {
         Err((field, msg)) => c.fail(format!("model.{field}"), msg),
-        Ok(shape) => check_shape(c, &shape),
+        Ok(shape) => {
+            check_shape(c, &shape);
+            if shape.in_chans != 1 && shape.in_chans != 3 {
+                c.fail("model.in_chans", format!("images are read as 1 (grey) or 3 (colour) channels, not {}", shape.in_chans));
+            }
+        }
     }
 
-    // fine-tune recipe
-    check_finetune(c, &study.finetune, &study.search.blr);
+    // fine-tune recipe, at every LR it runs with: the searched ones and MAE's baseline
+    let mut blrs = if study.search.blr.is_empty() { vec![study.finetune.blr] } else { study.search.blr.clone() };
+    if study.transfer.baseline {
+        blrs.push(crate::orchestrate::plan::BASELINE_BLR);
+    }
+    check_finetune(c, &study.finetune, &blrs);
 
     // search grid
     let s = &study.search;

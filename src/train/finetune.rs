@@ -313,7 +313,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
     let mut state = ResumeState { spec_hash: hash.clone(), epochs_done: 0, step: 0, epochs: Vec::new(), train_wall_s: 0.0, train_images: 0, wall_s: 0.0 };
     if let Some(dir) = checkpoint_to_resume(&ckpt_dir) {
         let loaded = read_json::<ResumeState>(&dir.join("state.json")).and_then(|saved| {
-            if saved.spec_hash != hash {
+            if saved.spec_hash != hash && saved.spec_hash != spec.legacy_hash() {
                 return Ok(Err(saved.spec_hash));
             }
             let m = model.clone().try_load_file(dir.join("model.bpk")).map_err(|e| format!("{}: {e}", dir.join("model.bpk").display()))?;

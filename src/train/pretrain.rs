@@ -84,10 +84,16 @@ struct State {
 
 /// Identifies the run's settings, the device aside (a run stopped on one resumes on another).
 fn hash(spec: &PretrainSpec) -> String {
-    use sha2::{Digest, Sha256};
     let mut identity = spec.clone();
     identity.device.clear();
-    hex::encode(&Sha256::digest(serde_json::to_string(&identity).unwrap().as_bytes())[..8])
+    legacy_hash(&identity)
+}
+
+/// The identity older versions saved checkpoints under (the device included), still accepted
+/// so that their interrupted runs resume.
+fn legacy_hash(spec: &PretrainSpec) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(serde_json::to_string(spec).unwrap().as_bytes())[..8])
 }
 
 fn io_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
@@ -212,7 +218,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let mut st = State { spec_hash: h.clone(), epochs_done: 0, step: 0, epoch_loss: Vec::new(), epoch_cls_loss: Vec::new(), loss_curve: Vec::new(), train_s: 0.0, images: 0, wall_s: 0.0 };
     if let Some(dir) = super::finetune::checkpoint_to_resume(&ckpt) {
         let loaded = super::finetune::read_json::<State>(&dir.join("state.json")).and_then(|saved| {
-            if saved.spec_hash != h {
+            if saved.spec_hash != h && saved.spec_hash != legacy_hash(spec) {
                 return Ok(None);
             }
             let m = model.clone().try_load_file(dir.join("model.bpk")).map_err(|e| format!("{}: {e}", dir.join("model.bpk").display()))?;

@@ -46,6 +46,13 @@ impl FinetuneSpec {
         hex::encode(&Sha256::digest(text.as_bytes())[..8])
     }
 
+    /// The identity older versions saved checkpoints under (the device included), still
+    /// accepted so that their interrupted runs resume.
+    pub fn legacy_hash(&self) -> String {
+        let text = serde_json::to_string(self).expect("spec serialises");
+        hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+
     pub fn read(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: not a fine-tune spec: {e}", path.display()))
