@@ -119,6 +119,22 @@ fn a_damaged_checkpoint_starts_over_and_a_half_swapped_one_resumes() {
     }
 }
 
+/// A validation split none of whose images can be read measures nothing: the run fails and
+/// says why, rather than reporting a top-1 of 0% that a search would fit.
+#[test]
+fn no_readable_validation_image_is_an_error_not_a_zero() {
+    let dir = Dir::new();
+    tiny_study(&dir, 1);
+    for class in std::fs::read_dir(dir.join("data/val")).unwrap() {
+        for f in std::fs::read_dir(class.unwrap().path()).unwrap() {
+            std::fs::write(f.unwrap().path(), b"").unwrap();
+        }
+    }
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--out", "o", "--quiet"]);
+    run(c).code_is(2).stderr_has("no validation image could be read").stderr_has("24 image(s) could not be read");
+}
+
 #[test]
 fn a_nan_loss_is_recorded_as_diverged() {
     let dir = Dir::new();

@@ -240,7 +240,7 @@ fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), Error> {
             collect(&entries, out)?;
         } else if p.is_file() {
             let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-            if ["jpg", "jpeg", "png", "webp", "bmp"].contains(&ext.as_str()) {
+            if crate::data::imagefolder::IMAGE_EXTENSIONS.contains(&ext.as_str()) {
                 out.push(p.clone());
             }
         } else {

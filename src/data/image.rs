@@ -64,10 +64,37 @@ impl SplitReader {
 
 pub fn decode_file(path: &Path, channels: u8) -> Result<Image, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if image::guess_format(&bytes).is_ok_and(|f| f == image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
+        // The decoder would fill the missing rows with grey; PIL refuses ("image file is
+        // truncated"), and so do we: the image is counted as unreadable.
+        return Err("truncated JPEG: no end-of-image marker after its last scan".into());
+    }
     let img = image::load_from_memory(&bytes).map_err(|e| e.to_string())?;
     let (width, height) = (img.width(), img.height());
-    let pixels = if channels == 1 { img.into_luma8().into_raw() } else { img.into_rgb8().into_raw() };
+    let pixels = match channels {
+        1 if img.color().has_color() => to_gray(&img.into_rgb8().into_raw()),
+        1 => img.into_luma8().into_raw(),
+        _ => img.into_rgb8().into_raw(),
+    };
     Ok(Image { width, height, channels, pixels })
+}
+
+/// Whether a JPEG stream ends its last scan: an end-of-image marker (FF D9) follows the last
+/// start-of-scan (FF DA). Entropy-coded data never holds FF D9 (an FF there is followed by 00
+/// or a restart marker), so a file cut inside a scan has none after it; bytes appended after
+/// the end of the image do not matter.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
+    match (marker(0xDA), marker(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
+}
+
+/// RGB to grayscale as PIL's `convert('L')` (ITU-R 601-2 luma, in PIL's fixed point), which
+/// torchvision's `Grayscale` also uses; the image crate's `into_luma8` weighs by Rec. 709.
+fn to_gray(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3).map(|p| ((p[0] as u32 * 19595 + p[1] as u32 * 38470 + p[2] as u32 * 7471 + 0x8000) >> 16) as u8).collect()
 }
 
 /// Items that could not be read: counted, the first few kept with their reason.
@@ -131,5 +158,35 @@ mod tests {
         assert_eq!((ok, failures.count()), (1, 2));
         let report = failures.report().unwrap();
         assert!(report.contains("bad.png") && report.contains("missing.jpg"), "{report}");
+    }
+
+    /// Colour to grayscale as PIL's convert('L'): these values are PIL 13's for the same pixels
+    /// (the image crate's Rec. 709 weights give 54, 182, 18, ... instead).
+    #[test]
+    fn grayscale_is_pils_convert_l() {
+        let d = tempfile::tempdir().unwrap();
+        let px: [[u8; 3]; 8] = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 200, 30], [128, 128, 128], [1, 2, 3], [250, 251, 252], [77, 0, 199]];
+        let img = image::RgbImage::from_fn(8, 1, |x, _| image::Rgb(px[x as usize]));
+        img.save(d.path().join("c.png")).unwrap();
+        let got = decode_file(&d.path().join("c.png"), 1).unwrap().pixels;
+        assert_eq!(got, vec![76, 150, 29, 124, 128, 2, 251, 46]);
+    }
+
+    /// A JPEG cut short is unreadable, as PIL has it, not decoded with grey rows; one with bytes
+    /// after its end is whole.
+    #[test]
+    fn a_truncated_jpeg_is_unreadable() {
+        let d = tempfile::tempdir().unwrap();
+        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x ^ y) * 4) as u8]));
+        let path = d.path().join("a.jpg");
+        img.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(decode_file(&path, 3).is_ok());
+        std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        assert!(decode_file(&path, 3).unwrap_err().contains("truncated JPEG"));
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"trailing bytes a camera wrote");
+        std::fs::write(&path, &trailing).unwrap();
+        assert!(decode_file(&path, 3).is_ok());
     }
 }

@@ -50,11 +50,13 @@ pub fn class_names(split_dir: &Path) -> Result<Vec<String>, DataError> {
 }
 
 /// Every image file under a class folder, relative to the split folder, in torchvision order.
-/// Returns the files and the number of non-image files skipped.
-fn class_files(split_dir: &Path, class: &str) -> Result<(Vec<String>, usize), DataError> {
+/// Returns the files, the number of non-image files skipped, and the paths of files skipped
+/// for a name that is not UTF-8 (manifests and specs hold names as text).
+fn class_files(split_dir: &Path, class: &str) -> Result<(Vec<String>, usize, Vec<String>), DataError> {
     // (folder relative to split_dir, its sorted image names); sorted by folder path string.
     let mut folders: Vec<(String, Vec<String>)> = Vec::new();
     let mut skipped = 0;
+    let mut not_utf8 = Vec::new();
     let mut stack = vec![class.to_string()];
     while let Some(rel) = stack.pop() {
         let dir = split_dir.join(&rel);
@@ -64,7 +66,7 @@ fn class_files(split_dir: &Path, class: &str) -> Result<(Vec<String>, usize), Da
             let name = match entry.file_name().into_string() {
                 Ok(n) => n,
                 Err(_) => {
-                    skipped += 1;
+                    not_utf8.push(entry.path().display().to_string());
                     continue;
                 }
             };
@@ -84,23 +86,32 @@ fn class_files(split_dir: &Path, class: &str) -> Result<(Vec<String>, usize), Da
     // Python sorts os.walk's (dirpath, ...) tuples by dirpath: compare the joined path strings.
     folders.sort_by(|a, b| a.0.cmp(&b.0));
     let files = folders.into_iter().flat_map(|(rel, files)| files.into_iter().map(move |f| format!("{rel}/{f}"))).collect();
-    Ok((files, skipped))
+    Ok((files, skipped, not_utf8))
 }
 
 fn scan_split(split_dir: &Path, name: &str, classes: &[String], warnings: &mut Vec<String>) -> Result<Split, DataError> {
     let mut items = Vec::new();
     let mut skipped_total = 0;
+    let mut not_utf8_total = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         if !split_dir.join(class).is_dir() {
             warnings.push(format!("{}: split `{name}` has no folder for class `{class}`", split_dir.display()));
             continue;
         }
-        let (files, skipped) = class_files(split_dir, class)?;
+        let (files, skipped, not_utf8) = class_files(split_dir, class)?;
         skipped_total += skipped;
+        not_utf8_total.extend(not_utf8);
         if files.is_empty() {
             warnings.push(format!("{}: class folder is empty (no image files)", split_dir.join(class).display()));
         }
         items.extend(files.into_iter().map(|f| Item { key: ItemKey::Path(f), label: label as u32 }));
+    }
+    if let Some(first) = not_utf8_total.first() {
+        warnings.push(format!(
+            "{}: {} files were skipped because their names are not valid UTF-8 (first: {first}); rename them to keep them (torchvision would read them, so its item indices differ from here on)",
+            split_dir.display(),
+            not_utf8_total.len()
+        ));
     }
     if skipped_total > 0 {
         warnings.push(format!(

@@ -89,10 +89,22 @@ pub fn reconstruct(r: &Request) -> Result<(PathBuf, f64), String> {
             return Err(format!("{} has no validation images to reconstruct; pass some with --images", spec.source.describe()));
         }
         let reader = SplitReader::open(&spec.source, &cat.val.name).map_err(|e| e.to_string())?;
+        // Evenly spread over the split; an unreadable image is passed over for the next one.
         let n = r.count.clamp(1, cat.val.items.len().max(1));
+        let len = cat.val.items.len();
+        let mut unreadable = Vec::new();
         for i in 0..n {
-            let item = &cat.val.items[i * cat.val.items.len() / n];
-            images.push(reader.read(&item.key, channels as u8)?);
+            let found = (i * len / n..len).find_map(|j| {
+                let key = &cat.val.items[j].key;
+                reader.read(key, channels as u8).map_err(|e| unreadable.push(format!("{}: {e}", reader.describe(key)))).ok()
+            });
+            images.extend(found);
+        }
+        if images.is_empty() {
+            return Err(format!("no validation image could be read; the first: {}", unreadable.first().cloned().unwrap_or_default()));
+        }
+        if let Some(first) = unreadable.first() {
+            eprintln!("warning: {} unreadable validation image(s) passed over; the first: {first}", unreadable.len());
         }
     }
     let n = images.len();

@@ -136,6 +136,8 @@ struct Eval {
     loss: f64,
     top1: f64,
     top5: f64,
+    /// Images evaluated (unreadable ones are skipped).
+    images: usize,
 }
 
 fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransform, batch: usize, classes: usize, device: &Device) -> Eval {
@@ -163,8 +165,9 @@ fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransfo
             n += b.size;
         }
     });
+    let images = n;
     let n = n.max(1) as f64;
-    Eval { loss: loss / n, top1: 100.0 * c1 as f64 / n, top5: 100.0 * c5 as f64 / n }
+    Eval { loss: loss / n, top1: 100.0 * c1 as f64 / n, top5: 100.0 * c5 as f64 / n, images }
 }
 
 /// The checkpoint to resume from: `dir`, or the previous one (`dir.old`) when a crash came
@@ -394,7 +397,10 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             status = RunStatus::Diverged;
         }
         if micro == 0 {
-            return Err(TrainError::Setup("the data loader produced no batch this epoch (see the messages above)".into()));
+            return Err(TrainError::Setup(format!(
+                "the data loader produced no batch this epoch{}",
+                data.train.failures.report().map(|r| format!(": {r}")).unwrap_or_default()
+            )));
         }
         let train_s = t_epoch.elapsed().as_secs_f64();
         state.train_wall_s += train_s;
@@ -403,6 +409,13 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             break;
         }
         let ev = evaluate(&model, &data.val, &eval_tf, spec.eval_batch_size, classes, &device);
+        if ev.images == 0 {
+            // A top-1 of no image is no measurement: it must not become a point of the fit.
+            return Err(TrainError::Setup(format!(
+                "no validation image could be read, so there is no accuracy to report{}",
+                data.val.failures.report().map(|r| format!("; {r}")).unwrap_or_default()
+            )));
+        }
         let m = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / loss_n.max(1) as f64,

@@ -304,7 +304,10 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
         let (sum, cls_sum, n) = (sums.rec, sums.cls, sums.n);
         window = sums.window;
         if micro == 0 {
-            return Err(TrainError::Setup("the data loader produced no batch this epoch (see the messages above)".into()));
+            return Err(TrainError::Setup(format!(
+                "the data loader produced no batch this epoch{}",
+                data.failures.report().map(|r| format!(": {r}")).unwrap_or_default()
+            )));
         }
         st.train_s += t.elapsed().as_secs_f64();
         st.images += images;
