@@ -54,6 +54,14 @@ fn runs_a_study_to_its_report() {
     for key in ["layer_decay:", "interval_95:", "near_optimal:", "full_run:", "baseline:", "pytorch_command:", "main_finetune.py"] {
         assert!(recipe.contains(key), "recipe lacks {key}:\n{recipe}");
     }
+    // The main_finetune.py command runs as pasted: notes only on lines of their own, no
+    // checkpoint for a setup trained from scratch, the class count filled in, and a value
+    // for --aa that timm accepts.
+    let recipe_yaml: serde_yaml::Value = serde_yaml::from_str(&recipe).unwrap();
+    let command = recipe_yaml["pytorch_command"].as_str().unwrap();
+    assert!(command.lines().all(|l| l.trim_start().starts_with('#') || !l.contains('#')), "{command}");
+    assert!(!command.contains("--finetune") && command.contains("--nb_classes 4") && command.contains("--model CUSTOM_VIT"), "{command}");
+    assert!(command.contains("--seed 0") && !command.contains("--aa none"), "{command}");
     let j = journal(&dir, "runs/s");
     assert_eq!(events(&j, "completed").len(), 10);
     assert_eq!(events(&j, "running").len(), 10, "each trial ran once");

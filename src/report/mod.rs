@@ -19,6 +19,7 @@ use crate::train::spec::FinetuneResult;
 
 /// Everything a report shows.
 pub struct RunView {
+    pub run_dir: PathBuf,
     pub study: LoadedStudy,
     pub rows: Vec<TrialRow>,
     pub curves: Vec<Curve>,
@@ -64,8 +65,9 @@ pub fn view(run_dir: &Path) -> Result<RunView, String> {
         let done = status == "completed";
         // A completed trial's numbers are in the journal too: a result file damaged after the
         // fact loses the best epoch's top-1, not the trial.
-        let recorded = st.filter(|_| done).and_then(|s| s.top1.map(|t| (t, s.top5)));
-        if done && result.is_none() {
+        // (A pre-training stage's result is of another kind, and has no top-1.)
+        let recorded = st.filter(|_| done && spec.role != Role::Pretrain).and_then(|s| s.top1.map(|t| (t, s.top5)));
+        if done && spec.role != Role::Pretrain && result.is_none() {
             eprintln!("warning: {}: unreadable; taking the trial's top-1 from the journal", dir.join("result.json").display());
         }
         rows.push(TrialRow {
@@ -99,7 +101,7 @@ pub fn view(run_dir: &Path) -> Result<RunView, String> {
     let fitted: Vec<TrialRow> = rows.iter().filter(|r| planned(r)).cloned().collect();
     let curves = recommend::curves(&fitted, study.study.seed);
     let recommendations = recommend::recommend(&curves);
-    Ok(RunView { study, rows, curves, recommendations, unplanned })
+    Ok(RunView { run_dir: run_dir.to_path_buf(), study, rows, curves, recommendations, unplanned })
 }
 
 /// Per pre-training stage: its loss curve and the reconstruction figure (the paper's Figure 2).

@@ -60,39 +60,105 @@ fn outcome(r: Option<&TrialRow>) -> Option<RunOutcome> {
     r.map(|r| RunOutcome { layer_decay: r.llrd, blr: r.blr, status: r.status.clone(), top1: r.top1, top5: r.top5 })
 }
 
-/// The same recipe for facebookresearch/mae's main_finetune.py.
-pub fn pytorch_command(v: &RunView, rec: &Recommendation, checkpoint: Option<&str>) -> String {
+/// The same recipe for facebookresearch/mae's main_finetune.py: one process with the trial's
+/// whole batch, as maestro ran it, every setting the script has a flag for that differs from its
+/// default, and a comment line for each setting it has no flag for. `classes`: the full
+/// dataset's, when a full-dataset trial recorded it.
+pub fn pytorch_command(v: &RunView, rec: &Recommendation, checkpoint: Option<&str>, classes: Option<usize>) -> String {
     let s = &v.study.study;
     let r = &s.finetune;
-    let gpus = s.execution.devices.iter().filter(|d| d.starts_with("cuda")).count().max(1);
-    let per_gpu = (r.batch_size / gpus).max(1);
-    // A shape no preset has gets a comment line of its own above the command: inside it, a
-    // comment would swallow the rest of the line and its continuation.
-    let (model, note) = match s.model.preset.as_deref() {
-        Some(p) if s.model.overrides.image_size.is_none() && s.model.overrides.patch_size.is_none() => (p.trim_end_matches("_224").to_string(), String::new()),
-        _ => (
-            "CUSTOM_VIT".to_string(),
-            format!("# {}: not a models_vit.py model; add it there as CUSTOM_VIT\n", s.model.shape().map(|m| m.to_string()).unwrap_or_default()),
-        ),
+    let shape = s.model.shape().ok();
+    let mut notes: Vec<String> = Vec::new();
+    // models_vit.py has three models, built at 224 px from 3 channels.
+    let official = ["vit_base_patch16", "vit_large_patch16", "vit_huge_patch14"]
+        .into_iter()
+        .find(|p| crate::model::config::VitShape::preset(p).is_some_and(|o| shape.as_ref() == Some(&o)));
+    let model = match official {
+        Some(p) => p.to_string(),
+        None => {
+            notes.push(format!(
+                "{}: not a models_vit.py model; add it there as CUSTOM_VIT (img_size, in_chans and the rest as here)",
+                shape.as_ref().map(|m| m.to_string()).unwrap_or_default()
+            ));
+            "CUSTOM_VIT".to_string()
+        }
     };
-    format!(
-        "{note}torchrun --nproc_per_node={gpus} main_finetune.py --model {model} --finetune {} \\\n  --batch_size {per_gpu} --accum_iter {} --epochs {} --warmup_epochs {} \\\n  --blr {} --layer_decay {} --min_lr {} --weight_decay {} --drop_path {} \\\n  --smoothing {} --mixup {} --cutmix {} --reprob {} --aa {} --input_size {} \\\n  --dist_eval --data_path DATA --nb_classes CLASSES --output_dir OUT",
-        checkpoint.unwrap_or("PRETRAINED.pth"),
-        r.accum_iter,
-        r.epochs,
-        r.warmup_epochs,
-        rec.blr,
-        rec.llrd,
-        r.min_lr,
-        r.weight_decay,
-        r.drop_path,
-        r.smoothing,
-        r.mixup,
-        r.cutmix,
-        r.reprob,
-        r.aa,
-        s.model.shape().map(|m| m.image_size).unwrap_or(224),
-    )
+    let mut args = vec![format!("--model {model}")];
+    if let Some(ck) = checkpoint {
+        args.push(format!("--finetune {ck}"));
+        if ck.ends_with(".safetensors") {
+            notes.push(format!("{ck} is safetensors; main_finetune.py loads a .pth holding {{'model': state_dict}}: convert it first"));
+        }
+    }
+    let aa = if r.aa.is_empty() || r.aa == "none" { "''".to_string() } else { r.aa.clone() };
+    args.extend([
+        format!("--batch_size {}", r.batch_size),
+        format!("--accum_iter {}", r.accum_iter),
+        format!("--epochs {}", r.epochs),
+        format!("--warmup_epochs {}", r.warmup_epochs),
+        format!("--blr {}", rec.blr),
+        format!("--layer_decay {}", rec.llrd),
+        format!("--min_lr {}", r.min_lr),
+        format!("--weight_decay {}", r.weight_decay),
+        format!("--drop_path {}", r.drop_path),
+        format!("--smoothing {}", r.smoothing),
+        format!("--mixup {}", r.mixup),
+        format!("--cutmix {}", r.cutmix),
+        format!("--reprob {}", r.reprob),
+        format!("--aa {aa}"),
+        format!("--input_size {}", shape.as_ref().map_or(224, |m| m.image_size)),
+        format!("--seed {}", s.seed),
+    ]);
+    if r.epochs.fract() != 0.0 || r.warmup_epochs.fract() != 0.0 {
+        notes.push("main_finetune.py reads --epochs and --warmup_epochs as whole numbers (type=int): make them float there to run these".into());
+    }
+    if r.mixup_prob != 1.0 {
+        args.push(format!("--mixup_prob {}", r.mixup_prob));
+    }
+    if r.mixup_switch_prob != 0.5 {
+        args.push(format!("--mixup_switch_prob {}", r.mixup_switch_prob));
+    }
+    if let Some(c) = r.clip_grad {
+        args.push(format!("--clip_grad {c}"));
+    }
+    if !r.global_pool {
+        args.push("--cls_token".into());
+    }
+    // What the script has no flag for.
+    if r.crop_scale != [0.08, 1.0] {
+        notes.push(format!("crop_scale {:?}: main_finetune.py uses timm's (0.08, 1.0)", r.crop_scale));
+    }
+    if (r.eval_crop_pct - 224.0 / 256.0).abs() > 1e-9 {
+        notes.push(format!("eval_crop_pct {}: main_finetune.py crops 224/256 of the resized image", r.eval_crop_pct));
+    }
+    if r.hflip != 0.5 {
+        notes.push(format!("hflip {}: main_finetune.py flips with probability 0.5", r.hflip));
+    }
+    if r.betas != [0.9, 0.999] || r.eps != 1e-8 {
+        notes.push(format!("AdamW betas {:?}, eps {}: main_finetune.py uses (0.9, 0.999), 1e-8", r.betas, r.eps));
+    }
+    if shape.as_ref().is_some_and(|m| m.in_chans == 1) {
+        notes.push("1-channel images: main_finetune.py reads RGB and normalises with ImageNet's mean and std".into());
+    }
+    if r.precision == crate::study::schema::Precision::Bf16 || (r.precision.is_auto() && s.execution.devices.iter().any(|d| d.contains("cuda"))) {
+        notes.push("maestro computed in bf16 mixed precision; main_finetune.py uses fp16 autocast".into());
+    }
+    args.push("--data_path DATA".into());
+    args.push(format!("--nb_classes {}", classes.map_or("CLASSES".to_string(), |c| c.to_string())));
+    args.push("--output_dir OUT".into());
+    notes.push(format!(
+        "one process with the whole batch, as maestro ran it; on N GPUs give --batch_size {}/N (the LR follows the effective batch)",
+        r.batch_size
+    ));
+
+    // A comment inside the command would swallow its line continuation: notes go above it.
+    let mut out: String = notes.iter().map(|n| format!("# {n}\n")).collect();
+    out.push_str("torchrun --nproc_per_node=1 main_finetune.py");
+    for chunk in args.chunks(5) {
+        out.push_str(" \\\n  ");
+        out.push_str(&chunk.join(" "));
+    }
+    out
 }
 
 pub fn render(v: &RunView, rec: &Recommendation, full: Option<&TrialRow>, baseline: Option<&TrialRow>) -> String {
@@ -100,7 +166,20 @@ pub fn render(v: &RunView, rec: &Recommendation, full: Option<&TrialRow>, baseli
     let mut recipe = s.finetune.clone();
     recipe.layer_decay = rec.llrd;
     recipe.blr = rec.blr;
-    let checkpoint = s.pretrain_setups.iter().find(|p| p.name == rec.setup).and_then(|p| p.checkpoint.as_ref()).map(|c| c.display().to_string());
+    // The checkpoint the setup's trials started from: its own, or its pre-training stage's.
+    let setup = s.pretrain_setups.iter().find(|p| p.name == rec.setup);
+    let checkpoint = match setup.and_then(|p| p.checkpoint.as_ref()) {
+        Some(c) => Some(if c.is_relative() { v.study.dir().join(c) } else { c.clone() }.display().to_string()),
+        None => v
+            .rows
+            .iter()
+            .find(|r| r.role == "pretrain" && r.setup == rec.setup && r.status == "completed")
+            .map(|r| crate::orchestrate::scheduler::trial_dir(&v.run_dir, &r.id).join("mae.safetensors").display().to_string()),
+    };
+    let classes = full.or(baseline).and_then(|r| {
+        let text = std::fs::read_to_string(crate::orchestrate::scheduler::trial_dir(&v.run_dir, &r.id).join("result.json")).ok()?;
+        serde_json::from_str::<crate::train::spec::FinetuneResult>(&text).ok().map(|res| res.num_classes)
+    });
     let search: Vec<&TrialRow> = v.rows.iter().filter(|r| r.role == "search" && r.setup == rec.setup).collect();
     let count = |st: &str| search.iter().filter(|r| r.status == st).count();
     let mut seeds: Vec<u64> = search.iter().map(|r| s.seed.wrapping_add(r.repeat as u64)).collect();
@@ -143,7 +222,7 @@ pub fn render(v: &RunView, rec: &Recommendation, full: Option<&TrialRow>, baseli
         flags: &rec.flags,
         recipe,
         model: s.model.shape().map(|m| m.to_string()).unwrap_or_default(),
-        pytorch_command: pytorch_command(v, rec, checkpoint.as_deref()),
+        pytorch_command: pytorch_command(v, rec, checkpoint.as_deref(), classes),
         checkpoint,
         provenance: Provenance {
             proxies: s.proxies.iter().map(|p| p.name.clone()).collect(),
