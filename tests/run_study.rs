@@ -89,6 +89,13 @@ fn a_killed_runner_resumes_without_rerunning_completed_trials_and_ends_the_same(
     child.wait().unwrap();
     let before: Vec<String> = events(&journal(&dir, "killed"), "completed").iter().map(|e| e["trial"].as_str().unwrap().to_string()).collect();
     assert!(before.len() < 10, "the run finished before it was killed");
+    // The trials it left running died with it, and status says so.
+    let mut c = dir.maestro();
+    c.args(["status", "killed"]);
+    let r = run(c).success();
+    if events(&journal(&dir, "killed"), "running").len() > events(&journal(&dir, "killed"), "completed").len() {
+        assert!(r.stdout().contains("its runner is gone"), "{}", r.stdout());
+    }
 
     let mut c = dir.maestro();
     c.args(["run", "k.yaml", "--quiet", "--run-dir", "killed", "--report-dir", "rep-killed"]);
@@ -457,4 +464,20 @@ fn an_edited_grid_resumes_and_fits_only_what_the_study_now_plans() {
     let mut c = dir.maestro();
     c.args(["run", "e.yaml", "--quiet"]);
     run(c).code_is(2).stderr_has("the study changed since the run started");
+}
+
+/// A run folder holds maestro's files only: a folder with others, or the report's own, is not
+/// written into.
+#[test]
+fn a_folder_of_other_files_is_not_taken_for_a_run_folder() {
+    let dir = Dir::new();
+    study(&dir, "f", "");
+    dir.write("mine/notes.txt", "my notes");
+    let mut c = dir.maestro();
+    c.args(["run", "f.yaml", "--run-dir", "mine"]);
+    run(c).code_is(2).stderr_has("--run-dir mine: holds files that are not a maestro run's (notes.txt)");
+    let mut c = dir.maestro();
+    c.args(["run", "f.yaml", "--run-dir", "r", "--report-dir", "r"]);
+    run(c).code_is(2).stderr_has("--report-dir r: is the run folder");
+    assert!(!dir.join("r/journal.jsonl").exists() && !dir.join("mine/journal.jsonl").exists());
 }

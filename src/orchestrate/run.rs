@@ -273,9 +273,26 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     if opts.run_dir.exists() && !opts.run_dir.is_dir() {
         return Err(format!("--run-dir {}: is a file, not a folder", opts.run_dir.display()));
     }
+    // A run folder holds maestro's files only: a folder with others is not one to write into.
+    const OURS: [&str; 7] = ["study.yaml", "study.base", "journal.jsonl", "runner.lock", "proxies", "trials", "slurm"];
+    if let Ok(entries) = std::fs::read_dir(&opts.run_dir) {
+        let foreign: Vec<String> =
+            entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !OURS.contains(&n.as_str())).collect();
+        if let Some(first) = foreign.first() {
+            return Err(format!(
+                "--run-dir {}: holds files that are not a maestro run's ({first}{}); give an empty or new folder, or a run folder",
+                opts.run_dir.display(),
+                if foreign.len() > 1 { format!(" and {} more", foreign.len() - 1) } else { String::new() }
+            ));
+        }
+    }
+
     std::fs::create_dir_all(&opts.run_dir).map_err(io(&opts.run_dir))?;
     // The report is written at the end: a folder it cannot go to is found before any trial.
     std::fs::create_dir_all(&opts.report_dir).map_err(|e| format!("{}: cannot create the report folder: {e}", opts.report_dir.display()))?;
+    if std::fs::canonicalize(&opts.report_dir).ok().zip(std::fs::canonicalize(&opts.run_dir).ok()).is_some_and(|(a, b)| a == b) {
+        return Err(format!("--report-dir {}: is the run folder; give the report a folder of its own", opts.report_dir.display()));
+    }
     // Trial specs name the run folder's files by absolute path: a trial, a resumed run or a
     // report then finds them from any working directory.
     let run_dir = std::fs::canonicalize(&opts.run_dir).map_err(io(&opts.run_dir))?;

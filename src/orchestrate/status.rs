@@ -15,6 +15,7 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
     let states = journal::replay(&records);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let runner = std::fs::read_to_string(run_dir.join("runner.lock")).ok().and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()));
+    let runner_alive = runner.is_some_and(alive);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -35,6 +36,8 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
             durations.push(b - a);
         }
         let note = match s.state {
+            // A Slurm job outlives its runner; a local trial dies with it.
+            TrialState::Running if s.job.is_none() && !runner_alive => "its runner is gone; `maestro run` runs it again".to_string(),
             TrialState::Running => {
                 let beat = s.last_seen.map(|t| format!("{:.0} s since last heartbeat", now - t)).unwrap_or_default();
                 match &s.job {
@@ -42,6 +45,8 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
                     None => beat,
                 }
             }
+            // An earlier attempt's failure says nothing about a trial that has since finished.
+            TrialState::Completed | TrialState::Diverged => String::new(),
             _ => s.last_reason.clone().unwrap_or_default(),
         };
         let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
