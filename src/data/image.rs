@@ -79,15 +79,15 @@ pub fn decode_file(path: &Path, channels: u8) -> Result<Image, String> {
     Ok(Image { width, height, channels, pixels })
 }
 
-/// Whether a JPEG stream ends its last scan: an end-of-image marker (FF D9) follows the last
-/// start-of-scan (FF DA). Entropy-coded data never holds FF D9 (an FF there is followed by 00
-/// or a restart marker), so a file cut inside a scan has none after it; bytes appended after
-/// the end of the image do not matter.
+/// Whether a JPEG stream ends its last scan: no start-of-scan (FF DA) follows its last
+/// end-of-image marker (FF D9), and there is one. Entropy-coded data never holds FF D9 (an FF
+/// there is followed by 00 or a restart marker), so a file cut inside a scan has no end marker
+/// after that scan (an EXIF thumbnail's comes before it). Searched from the end, where a whole
+/// file's end marker is: a few bytes, not the file.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let marker = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
-    match (marker(0xDA), marker(0xD9)) {
-        (Some(sos), Some(eoi)) => eoi > sos,
-        _ => false,
+    match bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]) {
+        Some(eoi) => !bytes[eoi..].windows(2).any(|w| w == [0xFF, 0xDA]),
+        None => false,
     }
 }
 
@@ -183,6 +183,12 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(decode_file(&path, 3).is_ok());
         std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        assert!(decode_file(&path, 3).unwrap_err().contains("truncated JPEG"));
+        // An end marker before the scan (an EXIF thumbnail's) does not make a cut file whole.
+        let mut with_thumbnail = bytes[..2].to_vec();
+        with_thumbnail.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD8, 0xFF, 0xD9]);
+        with_thumbnail.extend_from_slice(&bytes[2..bytes.len() * 2 / 3]);
+        std::fs::write(&path, &with_thumbnail).unwrap();
         assert!(decode_file(&path, 3).unwrap_err().contains("truncated JPEG"));
         let mut trailing = bytes.clone();
         trailing.extend_from_slice(b"trailing bytes a camera wrote");
