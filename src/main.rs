@@ -432,6 +432,13 @@ fn proxy_build(a: BuildArgs) -> Result<(), Error> {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    // Commands that print tables or plans end quietly when their reader does (`| head`), as
+    // other command-line tools do, instead of panicking on the broken pipe. Not the runner and
+    // trials, which talk to child processes through pipes.
+    if matches!(cli.command, Command::Validate { .. } | Command::Status { .. } | Command::Inspect(_) | Command::Proxy(_) | Command::Doctor) {
+        // SAFETY: before any thread exists; restores the default disposition of SIGPIPE.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Validate { study, json } => app::validate(&study, json),
         Command::Run { study, run_dir, report_dir, quiet } => app::run::run_study(&study, run_dir, report_dir, quiet),

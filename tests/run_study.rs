@@ -230,6 +230,14 @@ fn refine_extends_a_grid_whose_optimum_is_at_the_edge() {
     let line = recipe.lines().find(|l| l.trim_start().starts_with("layer_decay:")).unwrap();
     let v: f64 = line.split(':').nth(1).unwrap().trim().parse().unwrap();
     assert!((v - 0.8).abs() < 0.02, "{recipe}");
+    // Running the finished run again refines nothing more: the refinement follows from the
+    // study's own grid, whose results have not changed.
+    let ran = events(&journal(&dir, "runs/r"), "running").len();
+    let mut c = dir.maestro();
+    c.args(["run", "r.yaml", "--quiet"]);
+    run(c).success();
+    assert_eq!(events(&journal(&dir, "runs/r"), "running").len(), ran, "a finished run ran trials again");
+    assert_eq!(read(&dir.join("reports/r/recipe-scratch.yaml")), recipe);
 }
 
 #[test]
@@ -480,4 +488,68 @@ fn a_folder_of_other_files_is_not_taken_for_a_run_folder() {
     c.args(["run", "f.yaml", "--run-dir", "r", "--report-dir", "r"]);
     run(c).code_is(2).stderr_has("--report-dir r: is the run folder");
     assert!(!dir.join("r/journal.jsonl").exists() && !dir.join("mine/journal.jsonl").exists());
+}
+
+/// An external command ends with its trial: a timed-out trial takes the processes its command
+/// started with it, instead of leaving them to write into a trial already recorded as failed.
+#[test]
+fn a_timed_out_command_trial_leaves_no_process_behind() {
+    let dir = Dir::new();
+    study(&dir, "z", "trial:\n  kind: command\n  command: \"sh -c 'sleep 59.7311; echo done' && echo {llrd}\"\n  metric: { file: \"{out}/m.txt\", jsonl_key: acc }\n");
+    let text = read(&dir.join("z.yaml"))
+        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6]")
+        .replace("  - { name: two, classes: 2 }\n", "")
+        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }")
+        .replace("max_retries: 2", "max_retries: 0, trial_timeout_s: 1");
+    dir.write("z.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "z.yaml", "--quiet"]);
+    run(c).code_is(1);
+    let failed = events(&journal(&dir, "runs/z"), "failed").iter().map(|e| e["reason"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(failed.len() == 1 && failed[0].contains("timed out after 1 s"), "{failed:?}");
+    // The command's sleep, found by its unusual argument.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("59.7311")))
+        .map(|p| p.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "the command's processes are still alive: {left:?}");
+}
+
+/// When the runner was killed outright, its trials die with it but a command they started does
+/// not: the next runner finds the trial stale and ends what it left.
+#[test]
+fn a_killed_runners_command_is_ended_by_the_next_runner() {
+    let dir = Dir::new();
+    study(&dir, "y", "trial:\n  kind: command\n  command: \"sh -c 'sleep 59.7312; echo done' && echo {llrd}\"\n  metric: { file: \"{out}/m.txt\", jsonl_key: acc }\n");
+    let text = read(&dir.join("y.yaml"))
+        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6]")
+        .replace("  - { name: two, classes: 2 }\n", "")
+        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }");
+    dir.write("y.yaml", &text);
+    let sleeping = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c.starts_with(b"sleep\x0059.7312")))
+            .filter_map(|p| p.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect()
+    };
+    let mut first = start(&dir, &["run", "y.yaml", "--quiet"]);
+    wait_for("the command's sleep", Duration::from_secs(60), || !sleeping().is_empty());
+    let orphan = sleeping();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sleeping(), orphan, "the command outlived its killed runner (what the next runner must end)");
+    let mut second = start(&dir, &["run", "y.yaml", "--quiet"]);
+    wait_for("the stale trial", Duration::from_secs(60), || !events(&journal(&dir, "runs/y"), "stale").is_empty());
+    wait_for("the orphan ended", Duration::from_secs(10), || !orphan.iter().any(|p| sleeping().contains(p)));
+    unsafe {
+        libc::kill(second.id() as i32, libc::SIGTERM);
+    }
+    assert_eq!(second.wait().unwrap().code(), Some(130));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sleeping().is_empty(), "the second runner's command ended with it: {:?}", sleeping());
 }

@@ -48,7 +48,14 @@ pub fn metric_values(path: &Path, key: &str) -> Result<Vec<f64>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(text
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| {
+            // Python's json.dumps writes NaN and Infinity bare, which JSON has no word for:
+            // read them as the strings "NaN" and "inf", which parse to their f64s.
+            serde_json::from_str::<serde_json::Value>(l).ok().or_else(|| {
+                let quoted = l.replace("-Infinity", "\"-inf\"").replace("Infinity", "\"inf\"").replace("NaN", "\"NaN\"");
+                serde_json::from_str::<serde_json::Value>(&quoted).ok()
+            })
+        })
         .filter_map(|v| v.get(key).and_then(|x| x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok()))))
         .collect())
 }
@@ -107,4 +114,24 @@ pub fn run(spec: &TrialSpec, cmd: &CommandTrial, out: &Path, data: &str, seed: u
         },
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_lines_with_pythons_nan_and_infinity_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log.txt");
+        std::fs::write(&p, "{\"train_loss\": NaN, \"test_acc1\": 50.0}\n{\"test_acc1\": Infinity}\n{\"test_acc1\": -Infinity}\nnot json\n{\"test_acc1\": \"61.5\"}\n").unwrap();
+        let v = metric_values(&p, "test_acc1").unwrap();
+        assert_eq!(v.len(), 4, "{v:?}");
+        assert_eq!((v[0], v[1], v[2], v[3]), (50.0, f64::INFINITY, f64::NEG_INFINITY, 61.5));
+    }
+
+    #[test]
+    fn unknown_placeholders_are_found_and_the_shells_are_not() {
+        assert_eq!(unknown_placeholders("run --out {out} --x {outt} ${d} {Upper} {a b}"), vec!["{outt}".to_string()]);
+    }
 }

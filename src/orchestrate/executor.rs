@@ -3,7 +3,7 @@
 //! this machine; a cluster executor submits the same command elsewhere.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
@@ -102,6 +102,38 @@ fn signal(pid: u32, sig: i32) {
     }
 }
 
+/// A signal to the process group `pgid` leads (a trial is the leader of its own).
+fn signal_group(pgid: u32, sig: i32) {
+    if pgid > 1 {
+        unsafe {
+            libc::kill(-(pgid as libc::pid_t), sig);
+        }
+    }
+}
+
+/// Kill what a trial left behind when its runner died: `maestro trial` dies with the runner
+/// (PR_SET_PDEATHSIG), but an external command it started, and that command's children, do
+/// not. They carry the trial's spec in MAESTRO_SPEC (inherited from `maestro trial`), which
+/// identifies them however the process tree was re-parented. Returns how many were killed.
+pub fn kill_leftovers(spec: &Path) -> usize {
+    let want = format!("MAESTRO_SPEC={}", spec.display());
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for p in procs.filter_map(Result::ok) {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(p.path().join("environ")) else { continue };
+        if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
+            signal(pid, libc::SIGKILL);
+            killed += 1;
+        }
+    }
+    killed
+}
+
 impl Executor for LocalExecutor {
     fn launch(&self, job: Job, mut cancel: watch::Receiver<bool>) -> Result<Launched, String> {
         let log = std::fs::OpenOptions::new()
@@ -114,6 +146,8 @@ impl Executor for LocalExecutor {
         cmd.arg("trial").arg(&job.spec).arg("--quiet");
         cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2));
         cmd.env("MAESTRO_ATTEMPT", job.attempt.to_string());
+        // Inherited by whatever the trial starts: how a later runner finds it (kill_leftovers).
+        cmd.env("MAESTRO_SPEC", &job.spec);
         // burn's CPU backend and the data loader use rayon; PyTorch's intra-op pool (libtorch)
         // reads OMP_NUM_THREADS when it starts.
         cmd.env("RAYON_NUM_THREADS", job.slot.threads.to_string());
@@ -166,8 +200,10 @@ impl Executor for LocalExecutor {
                     }
                 } => stop(Outcome::Cancelled).await,
             };
-            signal(pid, libc::SIGTERM);
+            // The trial's whole process group: an external command it started goes with it.
+            signal_group(pid, libc::SIGTERM);
             if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                signal_group(pid, libc::SIGKILL);
                 let _ = child.kill().await;
             }
             let _ = child.wait().await;

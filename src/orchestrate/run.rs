@@ -214,7 +214,13 @@ impl Runner {
                         }
                         _ => {
                             if s.state == TrialState::Running {
-                                // Its runner is gone (we hold the lock): the trial died with it.
+                                // Its runner is gone (we hold the lock): the trial died with it,
+                                // but an external command it started may not have.
+                                let spec = scheduler::trial_dir(&self.run_dir, &t.id).join("spec.json");
+                                let killed = executor::kill_leftovers(&spec);
+                                if killed > 0 {
+                                    eprintln!("{}: killed {killed} process(es) its trial left running when its runner died", t.id);
+                                }
                                 self.journal.append(Event::Stale { trial: t.id.clone(), attempt: s.attempts }).map_err(|e| e.to_string())?;
                             }
                             pending.push(t);
@@ -343,9 +349,14 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         let path = plan::manifest_path(&proxy_dir, &name);
         m.write(&path).map_err(|e| e.to_string())?;
         if let TrialKind::Command { .. } = s.trial {
+            // Written beside and renamed into place: a runner killed half-way leaves no
+            // half-written tree that a resume would take for the proxy.
             let tree = proxy_dir.join(&name);
             if !tree.exists() {
-                crate::data::materialize::materialize(&m, &tree).map_err(|e| e.to_string())?;
+                let part = proxy_dir.join(format!("{name}.partial"));
+                let _ = std::fs::remove_dir_all(&part);
+                crate::data::materialize::materialize(&m, &part).map_err(|e| e.to_string())?;
+                std::fs::rename(&part, &tree).map_err(io(&tree))?;
             }
         }
     }
@@ -406,8 +417,12 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
 
     // 2. One refinement round where a fit sits at an edge or is too uncertain.
     if ok && s.search.refine {
+        // Decided by the study's own grid alone, so that running a finished run again asks
+        // for the same values (done) rather than refining its refinement without end.
         let v = crate::report::view(&opts.run_dir)?;
-        let mut extra: Vec<f64> = v.curves.iter().flat_map(|c| crate::analysis::fit::refinement(&c.fit)).collect();
+        let on_grid: Vec<_> = v.rows.iter().filter(|r| r.role != "search" || grid.iter().any(|g| (g - r.llrd).abs() < 1e-9)).cloned().collect();
+        let curves = recommend::curves(&on_grid, s.seed);
+        let mut extra: Vec<f64> = curves.iter().flat_map(|c| crate::analysis::fit::refinement(&c.fit)).collect();
         extra.sort_by(f64::total_cmp);
         extra.dedup();
         extra.retain(|x| !grid.contains(x));
