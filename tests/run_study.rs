@@ -553,3 +553,25 @@ fn a_killed_runners_command_is_ended_by_the_next_runner() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(sleeping().is_empty(), "the second runner's command ended with it: {:?}", sleeping());
 }
+
+/// A command that appends to its metric file (main_finetune.py does) must not have a crashed
+/// attempt's lines counted as its retry's.
+#[test]
+fn a_retried_commands_metrics_are_its_own() {
+    let dir = Dir::new();
+    dir.write(
+        "flaky.sh",
+        "mkdir -p \"$1/m\"\nif [ \"$MAESTRO_ATTEMPT\" = 1 ]; then echo '{\"acc\": 99}' >> \"$1/m/log.txt\"; exit 1; fi\necho '{\"acc\": 10}' >> \"$1/m/log.txt\"\n",
+    );
+    study(&dir, "q", "trial:\n  kind: command\n  command: \"sh flaky.sh {out} # {llrd}\"\n  metric: { file: \"{out}/m/log.txt\", jsonl_key: acc }\n");
+    let text = read(&dir.join("q.yaml"))
+        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6]")
+        .replace("  - { name: two, classes: 2 }\n", "")
+        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }");
+    dir.write("q.yaml", &text);
+    let mut c = dir.maestro();
+    c.args(["run", "q.yaml", "--quiet"]);
+    run(c).success();
+    let completed = events(&journal(&dir, "runs/q"), "completed").iter().map(|e| e["top1"].as_f64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(completed, vec![10.0], "the retry's metric, not the crashed attempt's");
+}

@@ -1,7 +1,7 @@
 //! External trials: a user's own training command (MAE's main_finetune.py or alike), run with
 //! the trial's values substituted, its JSON-lines log read back into a result.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::plan::{CommandTrial, TrialSpec, fmt_value};
@@ -84,6 +84,19 @@ pub fn run(spec: &TrialSpec, cmd: &CommandTrial, out: &Path, data: &str, seed: u
         unreadable_images: 0,
         precision: String::new(),
     };
+    // Each start runs the command afresh, and scripts like main_finetune.py append to their
+    // log: an earlier start's lines (a crashed attempt's, say) would count as this one's.
+    let metric_path = Path::new(&metric_file);
+    if metric_path.is_file() {
+        let aside = (1..).map(|n| PathBuf::from(format!("{metric_file}.earlier-{n}"))).find(|p| !p.exists()).expect("a free name");
+        match std::fs::rename(metric_path, &aside) {
+            Ok(()) => eprintln!("{metric_file}: an earlier start's metrics, moved to {}", aside.display()),
+            Err(e) => {
+                result.error = Some(format!("{metric_file}: cannot set an earlier start's metrics aside: {e}"));
+                return result;
+            }
+        }
+    }
     eprintln!("$ {line}");
     let status = Command::new("sh").arg("-c").arg(&line).status();
     result.wall_s = started.elapsed().as_secs_f64();
