@@ -25,10 +25,12 @@ pub struct ProxyRule {
 
 impl ProxyRule {
     pub fn describe(&self) -> String {
+        // 0.07 x 100 is 7.000000000000001 in binary floating point: round for people.
+        let pct = |f: f64| (f * 100.0 * 1e6).round() / 1e6;
         match (self.classes, self.fraction) {
-            (Some(k), Some(f)) => format!("{k} random classes, {}% of each", f * 100.0),
+            (Some(k), Some(f)) => format!("{k} random classes, {}% of each", pct(f)),
             (Some(k), None) => format!("{k} random classes"),
-            (None, Some(f)) => format!("{}% of every class", f * 100.0),
+            (None, Some(f)) => format!("{}% of every class", pct(f)),
             (None, None) => "the whole dataset".into(),
         }
     }

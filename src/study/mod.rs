@@ -99,18 +99,19 @@ impl LoadedStudy {
         if batch == 0 || full == 0 {
             return;
         }
+        let default = if self.index.key("finetune.batch_size").is_none() { " (the default; the study does not set it)" } else { "" };
         for (i, (name, rule, seed)) in self.proxy_rules().into_iter().enumerate() {
             let (_, train, _) = summary::proxy_counts(self, catalog, &name, &rule, seed);
             if train > 0 && train < batch {
                 c.fail_hint(
                     "finetune.batch_size",
-                    format!("{batch} is more than the {train} training images of proxy `{name}` (proxies[{i}])"),
+                    format!("{batch}{default} is more than the {train} training images of proxy `{name}` (proxies[{i}])"),
                     Some("lower finetune.batch_size, or draw a larger proxy"),
                 );
             }
         }
         if (s.transfer.full_run || s.transfer.baseline || s.proxies.is_empty()) && full < batch {
-            c.fail("finetune.batch_size", format!("{batch} is more than the dataset's {full} training images"));
+            c.fail("finetune.batch_size", format!("{batch}{default} is more than the dataset's {full} training images"));
         }
         let counts = catalog.train.class_counts(catalog.num_classes());
         for (i, setup) in s.pretrain_setups.iter().enumerate() {

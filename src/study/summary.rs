@@ -60,6 +60,11 @@ pub fn proxy_counts(loaded: &LoadedStudy, catalog: &Catalog, name: &str, rule: &
     }
 }
 
+/// For people: 30/7 epochs as 4.285714, 0.07 x 100 as 7.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
     let s = &loaded.study;
     let blr = if s.search.blr.is_empty() { vec![s.finetune.blr] } else { s.search.blr.clone() };
@@ -120,8 +125,8 @@ pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
                 (_, Some(r)) => format!(
                     "{}: pre-train {} epochs{}, mask {}, decoder {}x{}{}",
                     p.name,
-                    r.epochs,
-                    if r.data_fraction < 1.0 { format!(" on {}% of every class", r.data_fraction * 100.0) } else { String::new() },
+                    round6(r.epochs),
+                    if r.data_fraction < 1.0 { format!(" on {}% of every class", round6(r.data_fraction * 100.0)) } else { String::new() },
                     r.mask_ratio,
                     r.decoder_depth,
                     r.decoder_embed_dim,
@@ -172,7 +177,7 @@ impl std::fmt::Display for PlanSummary {
                 writeln!(
                     f,
                     "    {:<16} {} (seed {}): {} classes, {} train / {} val images; {} trials, {} epochs = {:.1} full-dataset epochs",
-                    p.name, p.rule, p.seed, p.classes, p.train_images, p.val_images, p.trials, p.epochs, p.full_dataset_epochs
+                    p.name, p.rule, p.seed, p.classes, p.train_images, p.val_images, p.trials, round6(p.epochs), p.full_dataset_epochs
                 )?;
             }
         }
