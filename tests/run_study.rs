@@ -200,6 +200,18 @@ fn external_command_trials_are_scheduled_fitted_and_reported() {
     assert_eq!(events(&journal(&dir, "runs/e"), "completed").len(), 12);
 }
 
+/// A study of one external-command trial (one proxy, LLRD 0.6, no transfer) whose metric is
+/// `acc`; `retries` stands for the default `max_retries: 2` (a timeout may join it).
+fn one_command_trial(dir: &Dir, name: &str, command: &str, metric_file: &str, retries: &str) {
+    study(dir, name, &format!("trial:\n  kind: command\n  command: \"{command}\"\n  metric: {{ file: \"{metric_file}\", jsonl_key: acc }}\n"));
+    let text = read(&dir.join(&format!("{name}.yaml")))
+        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6]")
+        .replace("  - { name: two, classes: 2 }\n", "")
+        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }")
+        .replace("max_retries: 2", retries);
+    dir.write(&format!("{name}.yaml"), &text);
+}
+
 /// A study of command trials whose fake training peaks at LLRD 0.8.
 fn command_study(dir: &Dir, name: &str, grid: &str, extra: &str) {
     let script = util::fixture("fake_main_finetune.py");
@@ -495,13 +507,7 @@ fn a_folder_of_other_files_is_not_taken_for_a_run_folder() {
 #[test]
 fn a_timed_out_command_trial_leaves_no_process_behind() {
     let dir = Dir::new();
-    study(&dir, "z", "trial:\n  kind: command\n  command: \"sh -c 'sleep 59.7311; echo done' && echo {llrd}\"\n  metric: { file: \"{out}/m.txt\", jsonl_key: acc }\n");
-    let text = read(&dir.join("z.yaml"))
-        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6]")
-        .replace("  - { name: two, classes: 2 }\n", "")
-        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }")
-        .replace("max_retries: 2", "max_retries: 0, trial_timeout_s: 1");
-    dir.write("z.yaml", &text);
+    one_command_trial(&dir, "z", "sh -c 'sleep 59.7311; echo done' && echo {llrd}", "{out}/m.txt", "max_retries: 0, trial_timeout_s: 1");
     let mut c = dir.maestro();
     c.args(["run", "z.yaml", "--quiet"]);
     run(c).code_is(1);
@@ -522,12 +528,7 @@ fn a_timed_out_command_trial_leaves_no_process_behind() {
 #[test]
 fn a_killed_runners_command_is_ended_by_the_next_runner() {
     let dir = Dir::new();
-    study(&dir, "y", "trial:\n  kind: command\n  command: \"sh -c 'sleep 59.7312; echo done' && echo {llrd}\"\n  metric: { file: \"{out}/m.txt\", jsonl_key: acc }\n");
-    let text = read(&dir.join("y.yaml"))
-        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6]")
-        .replace("  - { name: two, classes: 2 }\n", "")
-        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }");
-    dir.write("y.yaml", &text);
+    one_command_trial(&dir, "y", "sh -c 'sleep 59.7312; echo done' && echo {llrd}", "{out}/m.txt", "max_retries: 2");
     let sleeping = || -> Vec<u32> {
         std::fs::read_dir("/proc")
             .unwrap()
@@ -563,12 +564,7 @@ fn a_retried_commands_metrics_are_its_own() {
         "flaky.sh",
         "mkdir -p \"$1/m\"\nif [ \"$MAESTRO_ATTEMPT\" = 1 ]; then echo '{\"acc\": 99}' >> \"$1/m/log.txt\"; exit 1; fi\necho '{\"acc\": 10}' >> \"$1/m/log.txt\"\n",
     );
-    study(&dir, "q", "trial:\n  kind: command\n  command: \"sh flaky.sh {out} # {llrd}\"\n  metric: { file: \"{out}/m/log.txt\", jsonl_key: acc }\n");
-    let text = read(&dir.join("q.yaml"))
-        .replace("llrd: [0.4, 0.6, 0.8, 1.0]", "llrd: [0.6]")
-        .replace("  - { name: two, classes: 2 }\n", "")
-        .replace("transfer: { full_run: true, baseline: true }", "transfer: { full_run: false, baseline: false }");
-    dir.write("q.yaml", &text);
+    one_command_trial(&dir, "q", "sh flaky.sh {out} # {llrd}", "{out}/m/log.txt", "max_retries: 2");
     let mut c = dir.maestro();
     c.args(["run", "q.yaml", "--quiet"]);
     run(c).success();
