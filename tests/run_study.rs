@@ -571,3 +571,23 @@ fn a_retried_commands_metrics_are_its_own() {
     let completed = events(&journal(&dir, "runs/q"), "completed").iter().map(|e| e["top1"].as_f64().unwrap()).collect::<Vec<_>>();
     assert_eq!(completed, vec![10.0], "the retry's metric, not the crashed attempt's");
 }
+
+/// A refinement that ends at a new edge (the optimum, 0.85, past the grid [0.5, 0.6, 0.7]:
+/// refined to 0.8 and 0.9, where 0.9 is the new edge) is not refined again when the finished
+/// run is run again.
+#[test]
+fn running_a_refined_run_again_refines_nothing_more() {
+    let dir = Dir::new();
+    dir.write("peak.sh", "awk -v x=\"$1\" 'BEGIN { printf \"{\\\"acc\\\": %f}\\n\", 80 - 300 * (x - 0.85) ^ 2 }' > \"$2/m.txt\"\n");
+    one_command_trial(&dir, "rk", "sh peak.sh {llrd} {out}", "{out}/m.txt", "max_retries: 0");
+    dir.write("rk.yaml", &read(&dir.join("rk.yaml")).replace("llrd: [0.6]", "llrd: [0.5, 0.6, 0.7], refine: true"));
+    let mut c = dir.maestro();
+    c.args(["run", "rk.yaml", "--quiet"]);
+    run(c).success();
+    let first = events(&journal(&dir, "runs/rk"), "running").len();
+    assert_eq!(first, 5, "three grid values and two refined ones");
+    let mut c = dir.maestro();
+    c.args(["run", "rk.yaml", "--quiet"]);
+    run(c).success();
+    assert_eq!(events(&journal(&dir, "runs/rk"), "running").len(), first, "the second run ran trials");
+}
