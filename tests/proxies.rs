@@ -74,6 +74,12 @@ fn an_edited_manifest_is_refused() {
     let mut c = dir.maestro();
     c.args(["proxy", "stats", "p.manifest"]);
     run(c).code_is(2).stderr_has("was edited or is damaged");
+    // A device or a folder is no manifest (reading /dev/zero would never end).
+    for not_a_file in ["/dev/zero", "data"] {
+        let mut c = dir.maestro();
+        c.args(["proxy", "stats", not_a_file]);
+        run(c).code_is(2).stderr_has("not a regular file");
+    }
 }
 
 #[test]

@@ -183,6 +183,10 @@ impl Manifest {
     /// Read a manifest and check its hash and counts.
     pub fn read(path: &Path) -> Result<Self, DataError> {
         let bad = |reason: String| DataError::BadManifest { path: path.to_path_buf(), reason };
+        // Not a folder or a device (reading /dev/zero would never end).
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(bad("not a regular file".into()));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => DataError::NotFound {
                 what: "proxy manifest",
