@@ -570,6 +570,9 @@ fn a_retried_commands_metrics_are_its_own() {
     run(c).success();
     let completed = events(&journal(&dir, "runs/q"), "completed").iter().map(|e| e["top1"].as_f64().unwrap()).collect::<Vec<_>>();
     assert_eq!(completed, vec![10.0], "the retry's metric, not the crashed attempt's");
+    // The command printed no top-5: none is recorded (not a top-5 of 0).
+    let top5 = events(&journal(&dir, "runs/q"), "completed").iter().map(|e| e["top5"].clone()).collect::<Vec<_>>();
+    assert_eq!(top5, vec![serde_json::Value::Null]);
 }
 
 /// A refinement that ends at a new edge (the optimum, 0.85, past the grid [0.5, 0.6, 0.7]:

@@ -211,6 +211,35 @@ fn all_problems_are_listed_at_once() {
     run(c).code_is(2).stderr_has("s.yaml:3:21: finetune.epochs").stderr_has("s.yaml:3:29: finetune.blr").stderr_has("s.yaml:4:18: search.llrd[0]");
 }
 
+/// `validate --json` on a study that cannot be used prints its problems as JSON on stdout (a
+/// script reads them there), with the same exit code and text on stderr.
+#[test]
+fn validate_json_gives_the_problems_as_json() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 2, 1);
+    dir.write("s.yaml", "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune: { epochs: 0, blr: -1 }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "--json", "s.yaml"]);
+    let r = run(c);
+    let r = r.code_is(2).stderr_has("s.yaml:3:21: finetune.epochs");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("stdout is JSON");
+    assert_eq!(v["ok"], false);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{v}");
+    assert_eq!(problems[0]["field"], "finetune.epochs");
+    assert_eq!((problems[0]["line"].as_u64(), problems[0]["column"].as_u64()), (Some(3), Some(21)));
+    assert_eq!(problems[1]["field"], "finetune.blr");
+    // A dataset that is not there: one problem, no location.
+    dir.write("m.yaml", "name: m\ndataset: { kind: imagefolder, root: missing }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "--json", "m.yaml"]);
+    let r = run(c);
+    let r = r.code_is(2);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("stdout is JSON");
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
+    assert!(v["problems"][0]["message"].as_str().unwrap().contains("missing"), "{v}");
+}
+
 /// What only the scanned dataset shows: a batch larger than a proxy, a dataset of one class.
 #[test]
 fn a_batch_larger_than_a_proxy_and_a_single_class_are_refused_before_any_trial() {

@@ -16,8 +16,21 @@ use crate::study::summary::summarize;
 
 /// `maestro validate STUDY`: check the study and its dataset, print the plan.
 pub fn validate(file: &Path, json: bool) -> Result<(), Error> {
-    let loaded = LoadedStudy::load(file)?;
-    let catalog = loaded.scan()?;
+    let checked = LoadedStudy::load(file).map_err(Error::from).and_then(|loaded| {
+        let catalog = loaded.scan()?;
+        Ok((loaded, catalog))
+    });
+    let (loaded, catalog) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            // A script asked for JSON: it gets the problems as JSON too (the text still goes
+            // to stderr, and the exit code says the study is not usable).
+            if json {
+                println!("{}", serde_json::to_string_pretty(&problems_json(file, &e)).expect("problems serialise"));
+            }
+            return Err(e);
+        }
+    };
     let summary = summarize(&loaded, &catalog);
     if json {
         println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
@@ -26,6 +39,37 @@ pub fn validate(file: &Path, json: bool) -> Result<(), Error> {
         println!("{}: ok", file.display());
     }
     Ok(())
+}
+
+/// `{"ok": false, "problems": [...]}` for a study that cannot be used: each problem with its
+/// file, line and column (when known), field, message and hint.
+fn problems_json(file: &Path, e: &Error) -> serde_json::Value {
+    use serde_json::json;
+    let problems: Vec<serde_json::Value> = match e {
+        Error::Study(se) => se
+            .problems
+            .iter()
+            .map(|p| {
+                json!({
+                    "file": se.file.display().to_string(),
+                    "line": p.location.map(|l| l.line),
+                    "column": p.location.map(|l| l.column),
+                    "field": p.field,
+                    "message": p.message,
+                    "hint": p.hint,
+                })
+            })
+            .collect(),
+        other => vec![json!({
+            "file": file.display().to_string(),
+            "line": null,
+            "column": null,
+            "field": "",
+            "message": other.to_string(),
+            "hint": null,
+        })],
+    };
+    json!({ "ok": false, "problems": problems })
 }
 
 /// `maestro doctor`: backends compiled in and the devices they see.

@@ -24,7 +24,8 @@ pub enum Event {
     /// here on until an outcome is recorded.
     Submitted { trial: String, attempt: usize, job: String },
     Heartbeat { trial: String, attempt: usize },
-    Completed { trial: String, attempt: usize, top1: f64, top5: f64 },
+    /// `top5` is absent for a trial that has none (an external command that prints only top-1).
+    Completed { trial: String, attempt: usize, top1: f64, top5: Option<f64> },
     Diverged { trial: String, attempt: usize, step: Option<usize> },
     Failed { trial: String, attempt: usize, reason: String },
     /// Found running with no live runner (the runner died); it will run again.
@@ -207,7 +208,7 @@ pub fn replay(records: &[Record]) -> BTreeMap<String, TrialStatus> {
                 let s = states.entry(trial.clone()).or_insert_with(blank);
                 s.state = TrialState::Completed;
                 s.top1 = Some(*top1);
-                s.top5 = Some(*top5);
+                s.top5 = *top5;
                 s.last_seen = Some(t);
             }
             Event::Diverged { trial, step, .. } => {
@@ -253,7 +254,7 @@ mod tests {
         j.append(q("a")).unwrap();
         j.append(q("b")).unwrap();
         j.append(Event::Running { trial: "a".into(), attempt: 1, pid: 1, slot: "cpu".into() }).unwrap();
-        j.append(Event::Completed { trial: "a".into(), attempt: 1, top1: 50.0, top5: 90.0 }).unwrap();
+        j.append(Event::Completed { trial: "a".into(), attempt: 1, top1: 50.0, top5: Some(90.0) }).unwrap();
         j.append(Event::Running { trial: "b".into(), attempt: 1, pid: 2, slot: "cpu".into() }).unwrap();
         j.append(Event::Failed { trial: "b".into(), attempt: 1, reason: "killed".into() }).unwrap();
         // A late "running" for a completed trial does not reopen it.
@@ -277,7 +278,7 @@ mod tests {
         let run = |t: &str| Event::Running { trial: t.into(), attempt: 1, pid: 1, slot: "cpu".into() };
         let mut j = Journal::open(&p).unwrap();
         j.append(run("a")).unwrap();
-        j.append(Event::Completed { trial: "a".into(), attempt: 1, top1: 50.0, top5: 90.0 }).unwrap();
+        j.append(Event::Completed { trial: "a".into(), attempt: 1, top1: 50.0, top5: Some(90.0) }).unwrap();
         drop(j);
         let whole = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, &whole[..whole.len() - 20]).unwrap(); // torn inside the record

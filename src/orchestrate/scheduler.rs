@@ -46,7 +46,7 @@ pub fn trial_dir(run_dir: &Path, id: &str) -> std::path::PathBuf {
 struct TrialOutcome {
     status: RunStatus,
     top1: f64,
-    top5: f64,
+    top5: Option<f64>,
     diverged_at_step: Option<usize>,
     error: Option<String>,
     /// A pre-training's last epoch loss.
@@ -65,7 +65,7 @@ fn read_result(dir: &Path) -> Option<TrialOutcome> {
     Some(TrialOutcome {
         status,
         top1: num("top1"),
-        top5: num("top5"),
+        top5: v.get("top5").and_then(|x| x.as_f64()).filter(|t| t.is_finite()),
         diverged_at_step: v.get("diverged_at_step").and_then(|x| x.as_u64()).map(|x| x as usize),
         error: v.get("error").and_then(|x| x.as_str()).map(str::to_string),
         last_loss: v.get("epoch_loss").and_then(|l| l.as_array()?.last()?.as_f64()),
