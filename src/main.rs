@@ -73,7 +73,7 @@ enum Command {
         #[arg(long, default_value_t = 6)]
         count: usize,
         /// Default: the ratio it was pre-trained with.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         mask_ratio: Option<f64>,
         /// Seeds the masking noise.
         #[arg(long, default_value_t = 0)]
@@ -120,7 +120,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         warmup: usize,
         /// The device's peak dense TFLOP/s at this precision, for the utilisation.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         peak_tflops: Option<f64>,
         /// Which steps: finetune, pretrain or both.
         #[arg(long, default_value = "both")]
@@ -131,7 +131,7 @@ enum BenchCommand {
         #[arg(long, default_value = "step")]
         phase: String,
         /// Pre-training step: mask ratio and decoder (the efficient recipe by default).
-        #[arg(long, default_value_t = 0.9)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
         mask_ratio: f64,
         #[arg(long, default_value_t = 1)]
         decoder_depth: usize,
@@ -260,10 +260,10 @@ struct FinetuneArgs {
     #[command(flatten)]
     train: TrainArgs,
     /// Layer-wise LR decay (default: the recipe's layer_decay).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     llrd: Option<f64>,
     /// Base learning rate (default: the recipe's blr).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     blr: Option<f64>,
     /// A pre-trained encoder to start from (.pth, .safetensors, .bpk).
     #[arg(long)]
@@ -281,12 +281,12 @@ struct PretrainArgs {
     /// or `mae` (1600 epochs, mask 0.75, 8-block decoder, batch 4096).
     #[arg(long)]
     preset: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     epochs: Option<f64>,
     /// Warmup epochs.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     warmup: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     mask_ratio: Option<f64>,
     #[arg(long)]
     decoder_depth: Option<usize>,
@@ -297,7 +297,7 @@ struct PretrainArgs {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Base learning rate: lr = blr x batch / 256.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     blr: Option<f64>,
     /// SupMAE: add the supervised branch on the visible tokens (loss + 0.01 x CE(logits / 10)).
     #[arg(long)]
@@ -310,9 +310,9 @@ struct ParamGroupsArgs {
     #[arg(long)]
     model: String,
     /// Layer-wise LR decay.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     llrd: f64,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
     weight_decay: f64,
     #[arg(long, default_value_t = 1000)]
     num_classes: usize,
@@ -320,17 +320,17 @@ struct ParamGroupsArgs {
     #[arg(long)]
     cls_token: bool,
     /// Base learning rate: lr = blr x batch / 256.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-3)]
     blr: f64,
     /// Effective batch size (batch x accumulation x devices).
     #[arg(long, default_value_t = 1024)]
     batch: usize,
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100.0)]
     epochs: f64,
     /// Warmup epochs.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5.0)]
     warmup: f64,
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-6)]
     min_lr: f64,
     /// Micro-batches per epoch (len(data_loader); ImageNet at batch 1024: 1251).
     #[arg(long, default_value_t = 1251)]
@@ -386,7 +386,7 @@ struct BuildArgs {
     #[arg(long)]
     classes: Option<usize>,
     /// Keep this fraction of every class's training images (at least one).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     fraction: Option<f64>,
     /// The random seed of the draw.
     #[arg(long)]

@@ -22,6 +22,10 @@ fn imagefolder_class_subset_and_fraction() {
     let r = run(c).success();
     // Four classes of 5 train (25% of 20) and 3 val images each.
     assert_eq!(r.stdout().lines().filter(|l| l.trim_end().ends_with("       5        3")).count(), 4, "{}", r.stdout());
+    // A negative value is read as a value (and refused as one), not taken for a flag.
+    let mut c = dir.maestro();
+    c.args(["proxy", "build", "--dataset", "data", "--fraction", "-0.1", "--out", "n.manifest"]);
+    run(c).code_is(2).stderr_has("fraction must be in (0, 1], got -0.1");
 }
 
 #[test]
