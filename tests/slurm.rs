@@ -179,6 +179,9 @@ fn a_rejected_submission_is_a_clear_error() {
     // Nothing was recorded as submitted or failed: the study is intact for a corrected run.
     let j = journal(&dir, "runs/s");
     assert_eq!((count(&j, "submitted"), count(&j, "failed")), (0, 0));
+    // The runner's stop is recorded, with why.
+    assert_eq!((count(&j, "runner_started"), count(&j, "runner_stopped")), (1, 1));
+    assert!(events(&j, "runner_stopped")[0]["reason"].as_str().unwrap().starts_with("error: "), "{j:?}");
 }
 
 #[test]
@@ -188,6 +191,8 @@ fn without_sbatch_on_path_the_error_says_so() {
     let mut c = dir.maestro();
     c.args(["run", "s.yaml", "--quiet"]).env("PATH", dir.path());
     run(c).code_is(2).stderr_has("`sbatch` is not on PATH");
+    // Refused before it started: no runner is recorded as started (and never stopped).
+    assert_eq!(count(&journal(&dir, "runs/s"), "runner_started"), 0);
 }
 
 #[test]

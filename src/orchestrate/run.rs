@@ -362,8 +362,7 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     }
 
     let journal_path = opts.run_dir.join("journal.jsonl");
-    let mut journal = Journal::open(&journal_path).map_err(|e| e.to_string())?;
-    journal.append(Event::RunnerStarted { pid: std::process::id() }).map_err(|e| e.to_string())?;
+    let journal = Journal::open(&journal_path).map_err(|e| e.to_string())?;
 
     // Ctrl-C, or SIGTERM (what `kill`, systemd and Slurm's scancel or time limit send), stops
     // the run cleanly: trials are ended and journalled as interrupted, and a resume takes them up.
@@ -403,8 +402,29 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         failed: Vec::new(),
         interrupted: false,
     };
+    // From here on every way out is journalled as the runner's stop, errors included.
+    runner.journal.append(Event::RunnerStarted { pid: std::process::id() }).map_err(|e| e.to_string())?;
+    let steps = run_steps(&mut runner, loaded, &ctx, &stages, opts).await;
+    let stopped = match &steps {
+        Err(e) => format!("error: {e}"),
+        Ok(_) if runner.interrupted => "interrupted".into(),
+        Ok(_) => "finished".into(),
+    };
+    let _ = runner.journal.append(Event::RunnerStopped { reason: stopped });
+    let unrecommended = steps?;
+    let report = crate::report::write(&opts.run_dir, &opts.report_dir)?;
+    let mut failed = runner.failed.clone();
+    failed.sort();
+    failed.dedup();
+    Ok(RunOutcome { failed, interrupted: runner.interrupted, unrecommended, report })
+}
+
+/// The run's steps, in order: pre-training stages, the search grid, its refinement, the
+/// transfer runs. Returns the setups left without a recommendation.
+async fn run_steps(runner: &mut Runner, loaded: &LoadedStudy, ctx: &PlanContext<'_>, stages: &[TrialSpec], opts: &RunOptions) -> Result<Vec<String>, String> {
+    let s = &loaded.study;
     // 0. Pre-training stages, once per configuration (a resumed or repeated run reuses them).
-    let mut ok = stages.is_empty() || runner.run(stages.clone()).await?;
+    let mut ok = stages.is_empty() || runner.run(stages.to_vec()).await?;
     if ok && !runner.failed.is_empty() {
         ok = false; // a setup without its pre-trained model cannot be searched
     }
@@ -464,12 +484,5 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         }
         runner.run(full).await?;
     }
-
-    let stopped = if runner.interrupted { "interrupted" } else { "finished" };
-    let _ = runner.journal.append(Event::RunnerStopped { reason: stopped.into() });
-    let report = crate::report::write(&opts.run_dir, &opts.report_dir)?;
-    let mut failed = runner.failed.clone();
-    failed.sort();
-    failed.dedup();
-    Ok(RunOutcome { failed, interrupted: runner.interrupted, unrecommended, report })
+    Ok(unrecommended)
 }
