@@ -249,6 +249,11 @@ fn a_batch_larger_than_a_proxy_and_a_single_class_are_refused_before_any_trial()
     let mut c = dir.maestro();
     c.args(["validate", "s.yaml"]);
     run(c).code_is(2).stderr_has("s.yaml:4:25: finetune.batch_size: 8 is more than the 6 training images of proxy `p` (proxies[0])");
+    // With accumulation, an epoch must hold accum_iter micro-batches.
+    dir.write("a.yaml", "name: a\ndataset: { kind: imagefolder, root: data }\nproxies: [{ name: p, fraction: 0.5 }]\nfinetune: { batch_size: 2, accum_iter: 4 }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "a.yaml"]);
+    run(c).code_is(2).stderr_has("finetune.batch_size: batch_size 2 x accum_iter 4 is more than the 6 training images of proxy `p`");
     image_tree(&dir.join("one"), 1, 4, 1);
     dir.write("one.yaml", "name: one\ndataset: { kind: imagefolder, root: one }\nfinetune: { batch_size: 2 }\n");
     let mut c = dir.maestro();

@@ -100,26 +100,32 @@ impl LoadedStudy {
             return;
         }
         let default = if self.index.key("finetune.batch_size").is_none() { " (the default; the study does not set it)" } else { "" };
+        // An epoch must hold one optimizer step: accum_iter micro-batches of batch_size (the
+        // loader drops a last partial batch, MAE's engine the micro-batches left over).
+        let accum = s.finetune.accum_iter.max(1);
+        let (needed, what) = if accum > 1 { (batch * accum, format!("batch_size {batch} x accum_iter {accum}")) } else { (batch, format!("{batch}{default}")) };
         for (i, (name, rule, seed)) in self.proxy_rules().into_iter().enumerate() {
             let (_, train, _) = summary::proxy_counts(self, catalog, &name, &rule, seed);
-            if train > 0 && train < batch {
+            if train > 0 && train < needed {
                 c.fail_hint(
                     "finetune.batch_size",
-                    format!("{batch}{default} is more than the {train} training images of proxy `{name}` (proxies[{i}])"),
-                    Some("lower finetune.batch_size, or draw a larger proxy"),
+                    format!("{what} is more than the {train} training images of proxy `{name}` (proxies[{i}])"),
+                    Some(if accum > 1 { "lower finetune.batch_size or finetune.accum_iter, or draw a larger proxy" } else { "lower finetune.batch_size, or draw a larger proxy" }),
                 );
             }
         }
-        if (s.transfer.full_run || s.transfer.baseline || s.proxies.is_empty()) && full < batch {
-            c.fail("finetune.batch_size", format!("{batch}{default} is more than the dataset's {full} training images"));
+        if (s.transfer.full_run || s.transfer.baseline || s.proxies.is_empty()) && full < needed {
+            c.fail("finetune.batch_size", format!("{what} is more than the dataset's {full} training images"));
         }
         let counts = catalog.train.class_counts(catalog.num_classes());
         for (i, setup) in s.pretrain_setups.iter().enumerate() {
             let Some(p) = &setup.pretrain else { continue };
             let kept: usize = counts.iter().map(|&n| crate::data::proxy::kept_per_class(n, Some(p.data_fraction))).sum();
-            if p.batch_size > 0 && kept < p.batch_size {
+            let needed = p.batch_size * p.accum_iter.max(1);
+            if p.batch_size > 0 && kept < needed {
                 let field = if i < s.listed_setups { format!("pretrain_setups[{i}].pretrain.batch_size") } else { "sample_efficiency.pretrain.batch_size".into() };
-                c.fail(field, format!("{} is more than the {kept} training images setup `{}` pre-trains on", p.batch_size, setup.name));
+                let what = if p.accum_iter > 1 { format!("batch_size {} x accum_iter {}", p.batch_size, p.accum_iter) } else { p.batch_size.to_string() };
+                c.fail(field, format!("{what} is more than the {kept} training images setup `{}` pre-trains on", setup.name));
             }
         }
     }

@@ -264,6 +264,13 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             data.train.items.len()
         )));
     }
+    if ipe < r.accum_iter {
+        return Err(TrainError::Setup(format!(
+            "batch_size {batch} x accum_iter {} is more than the {} training images: an epoch would make no optimizer step; lower finetune.accum_iter",
+            r.accum_iter,
+            data.train.items.len()
+        )));
+    }
     let schedule = CosineSchedule::from_blr(spec.blr, batch, r.accum_iter, r.min_lr, r.warmup_epochs, r.epochs, ipe);
     let total_steps = schedule.steps_capped(spec.max_steps);
 
@@ -345,8 +352,10 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
     let mut status = RunStatus::Completed;
     let mut diverged_at = None;
     let mut epoch = state.epochs_done;
-    let mut accumulator = GradientsAccumulator::<VisionTransformer>::new();
     while state.step < total_steps {
+        // A new epoch starts with no gradient: the micro-batches the last one left over are
+        // dropped, as MAE's engine drops them.
+        let mut accumulator = GradientsAccumulator::<VisionTransformer>::new();
         // Reseeding per epoch makes a resumed run draw the same drop-path masks.
         ad.seed(spec.seed.wrapping_add(1 + epoch as u64));
         let t_epoch = Instant::now();
@@ -368,8 +377,7 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             micro += 1;
             if r.accum_iter > 1 {
                 accumulator.accumulate(&model, grads);
-                // The last micro-batches of an epoch step with what they have.
-                if micro % r.accum_iter != 0 && micro != ipe {
+                if micro % r.accum_iter != 0 {
                     continue;
                 }
                 grads = accumulator.grads();

@@ -181,6 +181,13 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     if ipe == 0 {
         return Err(TrainError::Setup(format!("batch_size {batch} is larger than the {} training images", data.items.len())));
     }
+    if ipe < r.accum_iter {
+        return Err(TrainError::Setup(format!(
+            "batch_size {batch} x accum_iter {} is more than the {} training images: an epoch would make no optimizer step; lower accum_iter",
+            r.accum_iter,
+            data.items.len()
+        )));
+    }
     let schedule = CosineSchedule::from_blr(r.blr, batch, r.accum_iter, r.min_lr, r.warmup_epochs, r.epochs, ipe);
     let total = schedule.steps_capped(spec.max_steps);
     let transform = TrainTransform {
@@ -244,7 +251,6 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     pb.set_position(st.step as u64);
     let mut epoch = st.epochs_done;
     let mut error = None;
-    let mut acc = GradientsAccumulator::<MaskedAutoencoder>::new();
     let l = spec.model.num_patches();
     if (l as f64 * (1.0 - r.mask_ratio)) as usize == 0 {
         return Err(TrainError::Setup(format!("mask_ratio {} leaves none of the {l} patches visible; lower it", r.mask_ratio)));
@@ -252,9 +258,10 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     // The loss curve keeps about 100 points, each the mean over the steps since the last.
     let every = (total / 100).max(1);
     let mut window = (0f64, 0usize);
-    // Optimizer steps per epoch: the micro-batches over the accumulation.
-    let steps_per_epoch = ipe.div_ceil(r.accum_iter.max(1)) as f64;
+    let steps_per_epoch = schedule.steps_per_epoch() as f64;
     'epochs: while st.step < total {
+        // Leftover micro-batches of the last epoch are dropped, as in MAE's engine.
+        let mut acc = GradientsAccumulator::<MaskedAutoencoder>::new();
         ad.seed(spec.seed.wrapping_add(1 + epoch as u64));
         let t = Instant::now();
         let (mut images, mut micro) = (0usize, 0usize);
@@ -278,7 +285,7 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
             if r.accum_iter > 1 {
                 acc.accumulate(&model, grads);
-                if micro % r.accum_iter != 0 && micro != ipe {
+                if micro % r.accum_iter != 0 {
                     continue;
                 }
                 grads = acc.grads();

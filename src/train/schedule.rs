@@ -27,9 +27,12 @@ impl CosineSchedule {
         max_steps.map_or(self.total_steps(), |m| m.min(self.total_steps()))
     }
 
-    /// Optimizer steps per epoch: one every `accum_iter` micro-batches.
+    /// Optimizer steps per epoch: one every `accum_iter` micro-batches. The micro-batches left
+    /// over at the end of an epoch are dropped, as MAE's engine drops them (their gradients are
+    /// zeroed when the next epoch starts). The trainers refuse fewer micro-batches than
+    /// `accum_iter`.
     pub fn steps_per_epoch(&self) -> usize {
-        self.iters_per_epoch.div_ceil(self.accum_iter.max(1)).max(1)
+        (self.iters_per_epoch / self.accum_iter.max(1)).max(1)
     }
 
     /// The fractional epoch MAE uses at optimizer step `step` (0-based):
@@ -108,11 +111,11 @@ mod tests {
     #[test]
     fn accumulation_steps_through_micro_batches() {
         let s = CosineSchedule { accum_iter: 4, iters_per_epoch: 10, ..mae_b() };
-        assert_eq!(s.steps_per_epoch(), 3);
-        // Steps 0,1,2 are at micro-batches 0,4,8 of epoch 0; step 3 starts epoch 1.
+        // Micro-batches 8 and 9 make no step (engine_finetune.py steps at (i + 1) % 4 == 0).
+        assert_eq!(s.steps_per_epoch(), 2);
+        // Steps 0,1 are at micro-batches 0,4 of epoch 0; step 2 starts epoch 1.
         assert_eq!(s.epoch_at(1), 0.4);
-        assert_eq!(s.epoch_at(2), 0.8);
-        assert_eq!(s.epoch_at(3), 1.0);
+        assert_eq!(s.epoch_at(2), 1.0);
     }
 
     #[test]
