@@ -138,12 +138,26 @@ struct Eval {
     top5: f64,
     /// Images evaluated (unreadable ones are skipped).
     images: usize,
+    /// Images whose logits were not all finite: the weights have diverged.
+    nonfinite: usize,
+}
+
+/// Whether the label is within the top `k` of a row of logits. Ties count against (a class
+/// that scores the same as the label ranks above it), and a row with a NaN or infinite logit
+/// is a miss: `v > target` is false against NaN, which would otherwise score it as a hit.
+fn in_top_k(row: &[f32], label: usize, k: usize) -> bool {
+    let target = row[label];
+    if row.iter().any(|v| !v.is_finite()) {
+        return false;
+    }
+    let above = row.iter().enumerate().filter(|&(i, &v)| i != label && v >= target).count();
+    above < k
 }
 
 fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransform, batch: usize, classes: usize, device: &Device) -> Eval {
     let model = model.valid();
     let k = classes.min(5);
-    let (mut n, mut loss, mut c1, mut c5) = (0usize, 0f64, 0usize, 0usize);
+    let (mut n, mut loss, mut c1, mut c5, mut nonfinite) = (0usize, 0f64, 0usize, 0usize, 0usize);
     // Batches are read and transformed on all cores, one ahead of the model.
     std::thread::scope(|scope| {
         for mut b in eval_batches(scope, data, transform, batch) {
@@ -156,18 +170,16 @@ fn evaluate(model: &VisionTransformer, data: &SplitData, transform: &EvalTransfo
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 let lse = max + row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
                 loss += (lse - row[label as usize]) as f64;
-                let target = row[label as usize];
-                // Rank = how many classes score higher (ties counted against, as torch.topk may).
-                let higher = row.iter().filter(|&&v| v > target).count();
-                c1 += usize::from(higher < 1);
-                c5 += usize::from(higher < k);
+                nonfinite += usize::from(row.iter().any(|v| !v.is_finite()));
+                c1 += usize::from(in_top_k(row, label as usize, 1));
+                c5 += usize::from(in_top_k(row, label as usize, k));
             }
             n += b.size;
         }
     });
     let images = n;
     let n = n.max(1) as f64;
-    Eval { loss: loss / n, top1: 100.0 * c1 as f64 / n, top5: 100.0 * c5 as f64 / n, images }
+    Eval { loss: loss / n, top1: 100.0 * c1 as f64 / n, top5: 100.0 * c5 as f64 / n, images, nonfinite }
 }
 
 /// The checkpoint to resume from: `dir`, or the previous one (`dir.old`) when a crash came
@@ -351,6 +363,8 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
     pb.set_position(state.step as u64);
     let mut status = RunStatus::Completed;
     let mut diverged_at = None;
+    // Validation images whose logits were NaN or infinite, when that is how divergence showed.
+    let mut diverged_in_eval = 0usize;
     let mut epoch = state.epochs_done;
     while state.step < total_steps {
         // A new epoch starts with no gradient: the micro-batches the last one left over are
@@ -443,6 +457,14 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             }
         });
         state.epochs.push(m);
+        if ev.nonfinite > 0 {
+            // The losses were finite, but the last updates made the weights NaN or infinite:
+            // diverged, never a measurement (NaN logits must not score).
+            status = RunStatus::Diverged;
+            diverged_at = Some(state.step);
+            diverged_in_eval = ev.nonfinite;
+            break;
+        }
         epoch += 1;
         state.epochs_done = epoch;
         state.wall_s += t_epoch.elapsed().as_secs_f64();
@@ -465,7 +487,13 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
         val_images: data.val.items.len(),
         num_classes: classes,
         diverged_at_step: diverged_at,
-        error: diverged_at.map(|s| format!("the loss became NaN or infinite at optimizer step {s}")),
+        error: diverged_at.map(|s| {
+            if diverged_in_eval > 0 {
+                format!("the model's outputs became NaN or infinite on {diverged_in_eval} validation images after optimizer step {s}")
+            } else {
+                format!("the loss became NaN or infinite at optimizer step {s}")
+            }
+        }),
         unreadable_images: data.train.failures.count() + data.val.failures.count(),
         epochs: state.epochs,
         precision: if bf16 { "bf16".into() } else { "f32".into() },
@@ -480,4 +508,26 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
     }
     result.write(&out_dir.join("result.json")).map_err(io_err(out_dir))?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_top_k;
+
+    #[test]
+    fn top_k_counts_ties_and_non_finite_logits_as_misses() {
+        assert!(in_top_k(&[0.1, 0.9, 0.3], 1, 1));
+        assert!(!in_top_k(&[0.1, 0.9, 0.3], 2, 1));
+        assert!(in_top_k(&[0.1, 0.9, 0.3], 2, 2));
+        // Constant logits: every other class ties with the label, so no hit (timm's topk
+        // picks one index per row; counting ties in favour would give 100%).
+        assert!(!in_top_k(&[0.5; 4], 0, 1));
+        assert!(!in_top_k(&[0.5; 4], 3, 3));
+        assert!(in_top_k(&[0.5; 4], 3, 4));
+        // NaN or infinite logits: diverged weights, never a hit.
+        assert!(!in_top_k(&[f32::NAN; 4], 0, 1));
+        assert!(!in_top_k(&[f32::NAN, 0.0, 0.0], 0, 1));
+        assert!(!in_top_k(&[0.0, f32::INFINITY, 0.0], 1, 1));
+        assert!(!in_top_k(&[1.0, f32::NAN, 0.0], 0, 3));
+    }
 }
