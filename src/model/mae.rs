@@ -107,7 +107,7 @@ impl MaeConfig {
         MaskedAutoencoder {
             cls_token: Param::from_tensor(Tensor::random([1, 1, d], Distribution::Normal(0.0, 0.02), device)),
             pos_embed: fixed(sincos_2d(d, s.grid(), true), n, d, device),
-            patch_embed: patch_embed(s.in_chans, d, p, device),
+            patch_embed: patch_embed(s.in_chans, d, p, true, device),
             blocks: (0..s.depth).map(|_| Block { bf16: self.bf16, ..block(d, s.num_heads, s.mlp_ratio, 0.0, true, device) }).collect(),
             norm: layer_norm(d, device),
             mask_token: Param::from_tensor(Tensor::random([1, 1, dd], Distribution::Normal(0.0, 0.02), device)),

@@ -6,11 +6,10 @@
 use burn::module::{Flag, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Gelu, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Distribution, FloatDType, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 
 use super::config::VitShape;
 use super::fused;
-use super::pos_embed::sincos_2d;
 
 /// What the fine-tune model needs beyond its shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,11 +91,14 @@ pub(crate) fn norm<const D: usize>(n: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
     fused::layer_norm(n, x, LN_EPSILON)
 }
 
-/// timm's Linear init: trunc_normal(std 0.02) (the cut-off at +-2 is 100 sigma away), zero bias.
+/// timm's Linear init: trunc_normal(std 0.02) (the cut-off at +-2 is 100 sigma away), zero bias
+/// (burn draws the bias with the weight's initializer; timm's `_init_weights` zeroes it).
 pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
-    LinearConfig::new(d_in, d_out)
-        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
-        .init(device)
+    let mut l = LinearConfig::new(d_in, d_out).with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 }).init(device);
+    if let Some(b) = l.bias.as_mut() {
+        *b = Param::from_tensor(Tensor::zeros([d_out], device));
+    }
+    l
 }
 
 /// MAE pre-training's Linear init: xavier_uniform weight, zero bias.
@@ -145,29 +147,36 @@ pub(crate) fn linear_tokens(l: &Linear, x: Tensor<3>, bf16: bool) -> Tensor<3> {
     y.reshape([b, n, out])
 }
 
-/// The patch projection, initialised like a Linear on its [D, C*p*p] view (xavier uniform).
-pub(crate) fn patch_embed(in_chans: usize, d: usize, p: usize, device: &Device) -> PatchEmbed {
-    let fan = (in_chans * p * p + d) as f64;
-    let bound = (6.0 / fan).sqrt();
+/// The patch projection. MAE pre-training (`xavier`) initialises its weight like a Linear on
+/// its [D, C*p*p] view (xavier uniform); timm's ViT keeps PyTorch's Conv2d init, which is
+/// burn's default (uniform within 1/sqrt(fan_in), weight and bias), in both.
+pub(crate) fn patch_embed(in_chans: usize, d: usize, p: usize, xavier: bool, device: &Device) -> PatchEmbed {
     let mut proj = Conv2dConfig::new([in_chans, d], [p, p]).with_stride([p, p]).init(device);
-    proj.weight = Param::from_tensor(Tensor::random([d, in_chans, p, p], Distribution::Uniform(-bound, bound), device));
+    if xavier {
+        let fan = (in_chans * p * p + d) as f64;
+        let bound = (6.0 / fan).sqrt();
+        proj.weight = Param::from_tensor(Tensor::random([d, in_chans, p, p], Distribution::Uniform(-bound, bound), device));
+    }
     PatchEmbed { proj }
 }
 
 impl VitConfig {
+    /// timm's VisionTransformer init (what `main_finetune.py` trains from scratch, and what a
+    /// checkpoint's tensors then replace): trunc_normal(.02) position embedding and cls token,
+    /// trunc_normal(.02) Linear weights with zero biases, LayerNorms 1 and 0, PyTorch's Conv2d
+    /// init for the patch projection.
     pub fn init(&self, device: &Device) -> VisionTransformer {
         let s = &self.shape;
         let d = s.embed_dim;
         let n = s.num_patches() + 1;
-        let pos = TensorData::new(sincos_2d(d, s.grid(), true), [1, n, d]);
         let blocks = linspace(self.drop_path, s.depth)
             .into_iter()
             .map(|rate| Block { bf16: self.bf16, ..block(d, s.num_heads, s.mlp_ratio, rate, false, device) })
             .collect();
         VisionTransformer {
             cls_token: Param::from_tensor(Tensor::random([1, 1, d], Distribution::Normal(0.0, 0.02), device)),
-            pos_embed: Param::from_tensor(Tensor::from_data(pos, device)),
-            patch_embed: patch_embed(s.in_chans, d, s.patch_size, device),
+            pos_embed: Param::from_tensor(Tensor::random([1, n, d], Distribution::Normal(0.0, 0.02), device)),
+            patch_embed: patch_embed(s.in_chans, d, s.patch_size, false, device),
             blocks,
             norm: (!self.global_pool).then(|| layer_norm(d, device)),
             fc_norm: self.global_pool.then(|| layer_norm(d, device)),
@@ -269,6 +278,7 @@ impl VisionTransformer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::TensorData;
 
     fn tiny(global_pool: bool) -> VitConfig {
         VitConfig {
@@ -290,6 +300,34 @@ mod tests {
             assert_eq!(out.dims(), [2, 3]);
             assert_eq!(m.num_params(), tiny(gp).shape.finetune_params(3));
         }
+    }
+
+    /// timm's init: zero Linear biases, trunc_normal(.02) position embedding (not a fixed
+    /// sin-cos grid), PyTorch's Conv2d bound 1/sqrt(fan_in) for the patch projection.
+    #[test]
+    fn init_is_timms() {
+        let _rng = crate::device::burn_rng();
+        let cfg = VitConfig {
+            shape: VitShape { image_size: 32, patch_size: 4, in_chans: 3, embed_dim: 64, depth: 2, num_heads: 2, mlp_ratio: 4.0 },
+            ..tiny(true)
+        };
+        let m = cfg.init(&Device::flex());
+        let v = |t: Tensor<1>| t.into_data().to_vec::<f32>().unwrap();
+        let std = |x: &[f32]| (x.iter().map(|a| (a * a) as f64).sum::<f64>() / x.len() as f64).sqrt();
+        for b in &m.blocks {
+            for l in [&b.attn.qkv, &b.attn.proj, &b.mlp.fc1, &b.mlp.fc2] {
+                assert!(v(l.bias.as_ref().unwrap().val()).iter().all(|&x| x == 0.0));
+                let w = v(l.weight.val().flatten(0, 1));
+                assert!((std(&w) - 0.02).abs() < 0.002, "{}", std(&w));
+            }
+        }
+        assert!(v(m.head.bias.as_ref().unwrap().val()).iter().all(|&x| x == 0.0));
+        let pos = v(m.pos_embed.val().flatten(0, 2));
+        assert!((std(&pos) - 0.02).abs() < 0.002, "pos_embed std {}", std(&pos));
+        let fan_in = (3 * 4 * 4) as f32;
+        let w = v(m.patch_embed.proj.weight.val().flatten(0, 3));
+        let bound = 1.0 / fan_in.sqrt();
+        assert!(w.iter().all(|x| x.abs() <= bound) && w.iter().any(|x| x.abs() > 0.9 * bound));
     }
 
     #[test]
