@@ -312,7 +312,7 @@ mod tests {
             ..tiny(true)
         };
         let m = cfg.init(&Device::flex());
-        let v = |t: Tensor<1>| t.into_data().to_vec::<f32>().unwrap();
+        let v = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
         let std = |x: &[f32]| (x.iter().map(|a| (a * a) as f64).sum::<f64>() / x.len() as f64).sqrt();
         for b in &m.blocks {
             for l in [&b.attn.qkv, &b.attn.proj, &b.mlp.fc1, &b.mlp.fc2] {

@@ -442,7 +442,14 @@ async fn run_steps(runner: &mut Runner, loaded: &LoadedStudy, ctx: &PlanContext<
         let v = crate::report::view(&opts.run_dir)?;
         let on_grid: Vec<_> = v.rows.iter().filter(|r| r.role != "search" || grid.iter().any(|g| (g - r.llrd).abs() < 1e-9)).cloned().collect();
         let curves = recommend::curves(&on_grid, s.seed);
-        let mut extra: Vec<f64> = curves.iter().flat_map(|c| crate::analysis::fit::refinement(&c.fit)).collect();
+        // Never past a value that diverged: beyond a stability cliff there is nothing to find.
+        let mut extra: Vec<f64> = curves
+            .iter()
+            .flat_map(|c| {
+                let past_cliff = |x: f64| c.diverged.iter().any(|&d| d > c.fit.best_x.min(x) - 1e-9 && d < c.fit.best_x.max(x) + 1e-9);
+                crate::analysis::fit::refinement(&c.fit).into_iter().filter(move |&x| !past_cliff(x))
+            })
+            .collect();
         extra.sort_by(f64::total_cmp);
         extra.dedup();
         extra.retain(|x| !grid.contains(x));

@@ -84,6 +84,7 @@ pub fn view(run_dir: &Path) -> Result<RunView, String> {
             best_top1: result.as_ref().filter(|_| done).map(|r| r.best_top1),
             attempts: st.map_or(0, |s| s.attempts),
             unreadable_images: result.as_ref().map_or(0, |r| r.unreadable_images),
+            val_images: result.as_ref().filter(|_| done).map(|r| r.val_images).filter(|&v| v > 0),
         });
     }
     // Search trials of an earlier version of the study (another LR, proxy, setup or repeat

@@ -57,7 +57,8 @@ where
         chart
             .draw_series(std::iter::once(Rectangle::new([(f.interval.0, y0), (f.interval.1, y1)], color.mix(0.12).filled())))
             .map_err(err)?;
-        if let Some(ts) = f.two_sided {
+        // The fit, where its peak is the estimate (a rejected fit would mislead).
+        if let Some(ts) = f.two_sided.filter(|_| f.method == "fitted peak") {
             let (lo, hi) = (f.grid[0], *f.grid.last().unwrap());
             let pts: Vec<(f64, f64)> = (0..=200).map(|k| lo + (hi - lo) * k as f64 / 200.0).map(|x| (x, ts.eval(x))).collect();
             chart.draw_series(LineSeries::new(pts, color.stroke_width(1))).map_err(err)?;
@@ -80,7 +81,10 @@ where
             .map_err(err)?;
         chart.draw_series(c.diverged.iter().map(|&x| Cross::new((x, y0 + (y1 - y0) * 0.03), 6, color.stroke_width(2)))).map_err(err)?;
         // The recommended value.
-        let peak = f.two_sided.map_or(f.best_y, |t| t.eval(f.estimate));
+        let peak = match f.two_sided {
+            Some(t) if f.method == "fitted peak" => t.eval(f.estimate),
+            _ => f.best_y,
+        };
         chart.draw_series(std::iter::once(TriangleMarker::new((f.estimate, peak), 9, BLACK.filled()))).map_err(err)?;
         chart
             .draw_series(DashedLineSeries::new(vec![(f.estimate, y0), (f.estimate, y1)], 6, 4, color.stroke_width(1)))

@@ -29,8 +29,12 @@ struct RecipeFile<'a> {
 #[derive(Serialize)]
 struct Recommended<'a> {
     layer_decay: f64,
+    /// How `layer_decay` was made (see summary.md's Method).
+    method: &'a str,
     blr: f64,
     interval_95: [f64; 2],
+    /// What `interval_95` is: the proxy's interval, or the hull of the proxies' intervals.
+    interval_kind: &'static str,
     near_optimal: &'a [f64],
     per_proxy: Vec<BTreeMap<&'static str, serde_yaml::Value>>,
 }
@@ -197,10 +201,11 @@ pub fn render(v: &RunView, rec: &Recommendation, full: Option<&TrialRow>, baseli
         .map(|p| {
             let mut m = BTreeMap::new();
             m.insert("proxy", serde_yaml::Value::from(p.proxy.clone()));
-            m.insert("layer_decay", serde_yaml::Value::from(p.llrd));
+            m.insert("layer_decay", serde_yaml::Value::from(round4(p.llrd)));
+            m.insert("method", serde_yaml::Value::from(p.method.clone()));
             m.insert("blr", serde_yaml::Value::from(p.blr));
-            m.insert("interval_95", serde_yaml::to_value([p.interval.0, p.interval.1]).unwrap());
-            m.insert("best_top1", serde_yaml::Value::from(p.best_top1));
+            m.insert("interval_95", serde_yaml::to_value([round4(p.interval.0), round4(p.interval.1)]).unwrap());
+            m.insert("best_top1", serde_yaml::Value::from((p.best_top1 * 100.0).round() / 100.0));
             m
         })
         .collect();
@@ -214,8 +219,10 @@ pub fn render(v: &RunView, rec: &Recommendation, full: Option<&TrialRow>, baseli
         setup: &rec.setup,
         recommended: Recommended {
             layer_decay: rec.llrd,
+            method: &rec.method,
             blr: rec.blr,
-            interval_95: [rec.interval.0, rec.interval.1],
+            interval_95: [round4(rec.interval.0), round4(rec.interval.1)],
+            interval_kind: if rec.per_proxy.len() > 1 { "hull of the proxies' 95% bootstrap intervals" } else { "95% bootstrap interval of the estimate" },
             near_optimal: &rec.near_optimal,
             per_proxy,
         },
@@ -239,6 +246,10 @@ pub fn render(v: &RunView, rec: &Recommendation, full: Option<&TrialRow>, baseli
         gain_over_baseline: gain,
     };
     format!("# The recommended fine-tuning recipe for `{}` (written by maestro)\n{}", rec.setup, serde_yaml::to_string(&file).expect("recipe serialises"))
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -283,8 +294,8 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         );
     }
     let _ = writeln!(out, "## Recommendation\n");
-    let _ = writeln!(out, "| setup | LLRD | blr | 95% interval | near-optimal | full run top-1 | baseline top-1 (0.65, 5e-4) | gain | flags |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| setup | LLRD | how | blr | 95% interval | near-optimal | full run top-1 | baseline top-1 (0.65, 5e-4) | gain | flags |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for r in &v.recommendations {
         let f = full.get(&(r.setup.clone(), "full".into())).and_then(|x| x.top1);
         let b = full.get(&(r.setup.clone(), "baseline".into())).and_then(|x| x.top1);
@@ -294,12 +305,14 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | [{:.3}, {:.3}] | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | [{:.3}, {:.3}]{} | {} | {} | {} | {} | {} |",
             r.setup,
             r.llrd,
+            r.method,
             r.blr,
             r.interval.0,
             r.interval.1,
+            if r.per_proxy.len() > 1 { " (hull)" } else { "" },
             r.near_optimal.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", "),
             pct(f),
             pct(b),
@@ -307,8 +320,12 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
             if r.flags.is_empty() { "-".into() } else { r.flags.join("; ") }
         );
     }
+    let _ = writeln!(out, "\n{}", method_note(v));
     if files.iter().any(|f| f.ends_with("llrd_curve.png")) {
-        let _ = writeln!(out, "\n## Curves\n\n![top-1 against LLRD](llrd_curve.png)\n");
+        let _ = writeln!(
+            out,
+            "\n## Curves\n\n![top-1 against LLRD](llrd_curve.png)\n\nPoints: mean top-1 per LLRD (bars: one standard deviation over seeds); thin line: the two-sided fit, drawn where its peak is the estimate; triangle and dashed line: the estimate; shaded: its 95% interval; crosses at the bottom: diverged trials.\n"
+        );
     } else {
         let _ = writeln!(out, "\n## Curves\n\nNo search trial has completed yet: no curve to draw.\n");
     }
@@ -318,25 +335,28 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
             let _ = writeln!(out, "![{name}]({name})\n");
         }
     }
-    let _ = writeln!(out, "| proxy | setup | blr | LLRD | top-1 mean | spread | estimate | interval |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let repeats = s.search.repeats;
+    let _ = writeln!(out, "| proxy | setup | blr | LLRD | top-1 mean | spread | estimate | how | interval | noise |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for c in &v.curves {
         for (i, x) in c.fit.grid.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
                 c.proxy,
                 c.setup,
                 c.blr,
                 x,
                 c.fit.means[i],
-                c.fit.stds[i],
+                if repeats > 1 { format!("{:.2}", c.fit.stds[i]) } else { "n/a (1 seed)".into() },
                 if i == 0 { format!("{:.4}", c.fit.estimate) } else { String::new() },
+                if i == 0 { c.fit.method.clone() } else { String::new() },
                 if i == 0 { format!("[{:.3}, {:.3}]", c.fit.interval.0, c.fit.interval.1) } else { String::new() },
+                if i == 0 { format!("{:.2}", c.fit.tolerance) } else { String::new() },
             );
         }
         for x in &c.diverged {
-            let _ = writeln!(out, "| {} | {} | {} | {} | diverged | | | |", c.proxy, c.setup, c.blr, x);
+            let _ = writeln!(out, "| {} | {} | {} | {} | diverged | | | | | |", c.proxy, c.setup, c.blr, x);
         }
     }
     if !sections.is_empty() {
@@ -344,4 +364,23 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
     }
     let _ = writeln!(out, "\nFiles: {}.", files.iter().filter_map(|f| f.file_name()).map(|n| format!("`{}`", n.to_string_lossy())).collect::<Vec<_>>().join(", "));
     out
+}
+
+/// What was fitted and how the recommendation is made, for the summary.
+fn method_note(v: &RunView) -> String {
+    let s = &v.study.study;
+    let seeds = s.search.repeats;
+    let fitted = "each trial's top-1 after its last epoch (an external command's: its metric file's `mode`)";
+    format!(
+        "**Method.** Per proxy, setup and LR, {fitted} is averaged over {seeds} seed(s) at each LLRD, and a two-sided \
+quadratic (its own curvature on each side of the peak; LLRD on a linear scale) is fitted to the means, its peak searched \
+between the second and the second-to-last LLRD (two values on each side). The estimate is that **fitted peak** when a local \
+quadratic through the best value and its neighbours puts the peak within one grid step of it and the peak is inside the \
+grid; otherwise it is the **best grid value**, and the reason is flagged. The interval is the 2.5-97.5 percentiles of 400 \
+bootstrap refits ({}). *noise* is one point's standard error in top-1 points (the largest of the seeds' standard error, the \
+fit's residual spread and the validation set's binomial error); *near-optimal* lists the LLRDs within it of the best. \
+Each proxy takes the LR whose curve peaks highest; the setup the LR most proxies took; with several proxies the LLRD is \
+the mean of their estimates at that LR and the interval the hull of theirs.",
+        if seeds > 1 { "resampling the seeds at each LLRD" } else { "one seed: Gaussian noise of that size around the fit" }
+    )
 }
