@@ -127,6 +127,11 @@ fn a_killed_runner_reattaches_and_cancel_stops_the_jobs() {
     runner.wait().unwrap();
     let before = count(&journal(&dir, "runs/s"), "submitted");
     assert!(active_jobs(&run_dir) > 0, "the jobs outlive their runner");
+    // One task at a time: the others wait in the queue, and `status` says so rather than
+    // calling them running.
+    let mut c = dir.maestro();
+    c.args(["status", "runs/s"]);
+    run(c).success().stdout_has(" queued ").stdout_has("waits in the queue");
 
     // 2. `maestro cancel` without a runner: scancel from the journal, recorded as interrupted.
     let mut c = dir.maestro();

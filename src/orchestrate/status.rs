@@ -28,10 +28,15 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
         }
     );
     let _ = writeln!(out, "{:<58} {:<10} {:>8} {:>8} {:>4}  {}", "trial", "state", "top-1", "top-5", "try", "note");
+    // Trials handed to Slurm: what the queue says of them (a task still waiting is not running).
+    let jobs: Vec<String> = states.values().filter(|s| s.state == TrialState::Running).filter_map(|s| s.job.clone()).collect();
+    let queue = if jobs.is_empty() { None } else { super::slurm::queue_states(&jobs) };
     let mut counts = std::collections::BTreeMap::new();
     let mut durations = Vec::new();
     for (id, s) in &states {
-        *counts.entry(format!("{:?}", s.state).to_lowercase()).or_insert(0usize) += 1;
+        let queued = s.state == TrialState::Running && s.job.as_ref().and_then(|j| queue.as_ref()?.get(j)).is_some_and(|t| t.state == "PENDING");
+        let state_name = if queued { "queued".to_string() } else { format!("{:?}", s.state).to_lowercase() };
+        *counts.entry(state_name.clone()).or_insert(0usize) += 1;
         if let (TrialState::Completed, Some(a), Some(b)) = (s.state, s.started, s.last_seen) {
             durations.push(b - a);
         }
@@ -40,9 +45,12 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
             TrialState::Running if s.job.is_none() && !runner_alive => "its runner is gone; `maestro run` runs it again".to_string(),
             TrialState::Running => {
                 let beat = s.last_seen.map(|t| format!("{:.0} s since last heartbeat", now - t)).unwrap_or_default();
-                match &s.job {
-                    Some(job) => format!("Slurm job {job}; {beat}"),
-                    None => beat,
+                match (&s.job, s.job.as_ref().and_then(|j| queue.as_ref()?.get(j))) {
+                    (Some(job), Some(t)) if t.state == "PENDING" => {
+                        format!("Slurm job {job} waits in the queue{}", if t.reason.is_empty() || t.reason == "None" { String::new() } else { format!(" ({})", t.reason) })
+                    }
+                    (Some(job), _) => format!("Slurm job {job}; {beat}"),
+                    (None, _) => beat,
                 }
             }
             // An earlier attempt's failure says nothing about a trial that has since finished.
@@ -50,7 +58,7 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
             _ => s.last_reason.clone().unwrap_or_default(),
         };
         let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
-        let _ = writeln!(out, "{:<58} {:<10} {:>8} {:>8} {:>4}  {}", id, format!("{:?}", s.state).to_lowercase(), f(s.top1), f(s.top5), s.attempts, note);
+        let _ = writeln!(out, "{:<58} {:<10} {:>8} {:>8} {:>4}  {}", id, state_name, f(s.top1), f(s.top5), s.attempts, note);
     }
     let total = states.len();
     let done = states.values().filter(|s| s.state.is_final()).count();
