@@ -1,7 +1,8 @@
 //! MAE's pre-training model (facebookresearch/mae models_mae.py): the encoder sees only the
 //! visible patches, a light decoder predicts the pixels of the removed ones, and the loss is
 //! taken on the removed patches only. Key names match the official file, so official
-//! `*_full.pth` checkpoints load and an encoder written here loads in the official fine-tune.
+//! `*_full.pth` checkpoints load, and an encoder written here loads in the official fine-tune
+//! once wrapped as the `{'model': state_dict}` `.pth` it reads (the recipe's command says how).
 
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, Linear};

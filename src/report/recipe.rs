@@ -89,9 +89,15 @@ pub fn pytorch_command(v: &RunView, rec: &Recommendation, checkpoint: Option<&st
     };
     let mut args = vec![format!("--model {model}")];
     if let Some(ck) = checkpoint {
-        args.push(format!("--finetune {ck}"));
-        if ck.ends_with(".safetensors") {
-            notes.push(format!("{ck} is safetensors; main_finetune.py loads a .pth holding {{'model': state_dict}}: convert it first"));
+        if let Some(stem) = ck.strip_suffix(".safetensors") {
+            // main_finetune.py reads torch.load(path)['model']: the same tensors, wrapped.
+            let pth = format!("{stem}.pth");
+            notes.push(format!(
+                "main_finetune.py loads a .pth holding {{'model': state_dict}}; make it from {ck} first: python -c \"import torch, safetensors.torch as st; torch.save({{'model': st.load_file('{ck}')}}, '{pth}')\""
+            ));
+            args.push(format!("--finetune {pth}"));
+        } else {
+            args.push(format!("--finetune {ck}"));
         }
     }
     let aa = if r.aa.is_empty() || r.aa == "none" { "''".to_string() } else { r.aa.clone() };
