@@ -34,8 +34,8 @@ fn bounds(curves: &[&Curve]) -> ((f64, f64), (f64, f64)) {
     ((x0 - px, x1 + px), (y0 - py, y1 + py))
 }
 
-/// Figure 3: accuracy against LLRD, one line per proxy and setup, with the two-sided fit, its
-/// interval band and the optimum.
+/// Figure 3: accuracy against LLRD, one line per proxy and setup, with the two-sided fit, the
+/// estimate and its interval.
 fn draw_llrd<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[&Curve], title: &str) -> Result<(), String>
 where
     DB::ErrorType: 'static,
@@ -53,10 +53,6 @@ where
     for (i, c) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let f = &c.fit;
-        // The interval of the optimum.
-        chart
-            .draw_series(std::iter::once(Rectangle::new([(f.interval.0, y0), (f.interval.1, y1)], color.mix(0.12).filled())))
-            .map_err(err)?;
         // The fit, where its peak is the estimate (a rejected fit would mislead).
         if let Some(ts) = f.two_sided.filter(|_| f.method == "fitted peak") {
             let (lo, hi) = (f.grid[0], *f.grid.last().unwrap());
@@ -85,6 +81,10 @@ where
             Some(t) if f.method == "fitted peak" => t.eval(f.estimate),
             _ => f.best_y,
         };
+        // Its 95% interval: a bar through it (bands of several curves would cover the plot).
+        chart
+            .draw_series(std::iter::once(ErrorBar::new_horizontal(peak, f.interval.0, f.estimate, f.interval.1, color.stroke_width(2), 8)))
+            .map_err(err)?;
         chart.draw_series(std::iter::once(TriangleMarker::new((f.estimate, peak), 9, BLACK.filled()))).map_err(err)?;
         chart
             .draw_series(DashedLineSeries::new(vec![(f.estimate, y0), (f.estimate, y1)], 6, 4, color.stroke_width(1)))

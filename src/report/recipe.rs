@@ -330,7 +330,7 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
     if files.iter().any(|f| f.ends_with("llrd_curve.png")) {
         let _ = writeln!(
             out,
-            "\n## Curves\n\n![top-1 against LLRD](llrd_curve.png)\n\nPoints: mean top-1 per LLRD (bars: one standard deviation over seeds); thin line: the two-sided fit, drawn where its peak is the estimate; triangle and dashed line: the estimate; shaded: its 95% interval; crosses at the bottom: diverged trials.\n"
+            "\n## Curves\n\n![top-1 against LLRD](llrd_curve.png)\n\nPoints: mean top-1 per LLRD (bars: one standard deviation over seeds); thin line: the two-sided fit, drawn where its peak is the estimate; triangle and dashed line: the estimate; horizontal bar through it: its 95% interval; crosses at the bottom: diverged trials.\n"
         );
     } else {
         let _ = writeln!(out, "\n## Curves\n\nNo search trial has completed yet: no curve to draw.\n");
