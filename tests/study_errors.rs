@@ -261,6 +261,24 @@ fn a_batch_larger_than_a_proxy_and_a_single_class_are_refused_before_any_trial()
     run(c).code_is(2).stderr_has("dataset: the training split has 1 class; classification needs at least 2");
 }
 
+/// Where MAE's recipe depends on the model: a ViT-L's baseline is its own (LLRD 0.75, blr 1e-3,
+/// said in the plan), and an evaluation crop of 224/256 above 224 px is warned about.
+#[test]
+fn model_dependent_recipe_choices_are_said() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 2, 1);
+    dir.write(
+        "l.yaml",
+        "name: l\ndataset: { kind: imagefolder, root: data }\nmodel: { preset: vit_large_patch16, image_size: 384 }\nfinetune: { batch_size: 2 }\ntransfer: { full_run: true, baseline: true }\n",
+    );
+    let mut c = dir.maestro();
+    c.args(["validate", "l.yaml"]);
+    run(c)
+        .success()
+        .stdout_has("warning: finetune.eval_crop_pct is 224/256 at 384 px; MAE evaluates above 224 px at crop 1.0")
+        .stdout_has("warning: the baseline runs at MAE's ViT-L/H LLRD 0.75 and blr 1e-3");
+}
+
 /// A device of a backend this build lacks: `validate` warns (a GPU study's plan can be checked
 /// on a laptop), `run` refuses before any trial, rather than every trial failing on it.
 #[cfg(not(feature = "cuda"))]

@@ -18,7 +18,7 @@ pub enum Role {
     Search,
     /// The full-dataset run with the recommended recipe.
     Full,
-    /// The full-dataset run with MAE's default recipe (LLRD 0.65, blr 5e-4).
+    /// The full-dataset run with MAE's default recipe (`baseline`).
     Baseline,
     /// A pre-training stage a setup's trials start from.
     Pretrain,
@@ -204,9 +204,16 @@ pub fn search_trials(loaded: &LoadedStudy, ctx: &PlanContext, llrd_grid: &[f64])
     out
 }
 
-/// MAE's default fine-tune recipe, the paper's baseline.
+/// MAE's default fine-tune recipe for ViT-B (and smaller), the paper's baseline.
 pub const BASELINE_LLRD: f64 = 0.65;
 pub const BASELINE_BLR: f64 = 5e-4;
+
+/// MAE's default (LLRD, blr) for a model (FINETUNE.md): ViT-L and ViT-H (width 1024 and
+/// more) fine-tune at LLRD 0.75 and blr 1e-3; ViT-B, and the smaller models MAE has no recipe
+/// for, at 0.65 and 5e-4.
+pub fn baseline(shape: &crate::model::config::VitShape) -> (f64, f64) {
+    if shape.embed_dim >= 1024 { (0.75, 1e-3) } else { (BASELINE_LLRD, BASELINE_BLR) }
+}
 
 #[cfg(test)]
 mod tests {
@@ -216,5 +223,9 @@ mod tests {
     fn ids_are_readable_and_stable() {
         assert_eq!(trial_id(Role::Search, Some("in200"), "ep100", 0.825, 1e-3, 0), "in200__ep100__llrd0.825__blr0.001__r0");
         assert_eq!(trial_id(Role::Baseline, None, "s", 0.65, 5e-4, 0), "baseline__s__llrd0.65__blr0.0005__r0");
+        let preset = |n| crate::model::config::VitShape::preset(n).unwrap();
+        assert_eq!(baseline(&preset("vit_base_patch16")), (0.65, 5e-4));
+        assert_eq!(baseline(&preset("vit_large_patch16")), (0.75, 1e-3));
+        assert_eq!(baseline(&preset("vit_huge_patch14")), (0.75, 1e-3));
     }
 }

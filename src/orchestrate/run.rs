@@ -485,7 +485,8 @@ async fn run_steps(runner: &mut Runner, loaded: &LoadedStudy, ctx: &PlanContext<
             }
             // MAE's default recipe does not depend on the search.
             if s.transfer.baseline {
-                points.push(Point { proxy: None, setup: setup.name.clone(), llrd: BASELINE_LLRD, blr: BASELINE_BLR, repeat: 0, role: Role::Baseline });
+                let (llrd, blr) = s.model.shape().map(|m| plan::baseline(&m)).unwrap_or((BASELINE_LLRD, BASELINE_BLR));
+                points.push(Point { proxy: None, setup: setup.name.clone(), llrd, blr, repeat: 0, role: Role::Baseline });
             }
             full.extend(points.iter().map(|p| plan::make_trial(loaded, &ctx, p)));
         }

@@ -300,7 +300,8 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         );
     }
     let _ = writeln!(out, "## Recommendation\n");
-    let _ = writeln!(out, "| setup | LLRD | how | blr | 95% interval | near-optimal | full run top-1 | baseline top-1 (0.65, 5e-4) | gain | flags |");
+    let (base_llrd, base_blr) = s.model.shape().map(|m| crate::orchestrate::plan::baseline(&m)).unwrap_or((crate::orchestrate::plan::BASELINE_LLRD, crate::orchestrate::plan::BASELINE_BLR));
+    let _ = writeln!(out, "| setup | LLRD | how | blr | 95% interval | near-optimal | full run top-1 | baseline top-1 ({base_llrd}, {base_blr:e}) | gain | flags |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for r in &v.recommendations {
         let f = full.get(&(r.setup.clone(), "full".into())).and_then(|x| x.top1);

@@ -466,7 +466,8 @@ impl Default for SearchSpec {
 pub struct TransferSpec {
     /// Fine-tune on the full dataset with the recommended LLRD and LR.
     pub full_run: bool,
-    /// Also run MAE's default recipe (LLRD 0.65, blr 5e-4) on the full dataset.
+    /// Also run MAE's default recipe on the full dataset: LLRD 0.65, blr 5e-4 (ViT-B and
+    /// smaller); LLRD 0.75, blr 1e-3 (ViT-L and ViT-H).
     pub baseline: bool,
 }
 

@@ -106,6 +106,15 @@ pub fn summarize(loaded: &LoadedStudy, catalog: &Catalog) -> PlanSummary {
     if search_on_full {
         warnings.push("no proxies: the search runs on the full dataset".into());
     }
+    if shape.image_size > 224 && (s.finetune.eval_crop_pct - 224.0 / 256.0).abs() < 1e-9 {
+        warnings.push(format!(
+            "finetune.eval_crop_pct is 224/256 at {} px; MAE evaluates above 224 px at crop 1.0 (util/datasets.py): set it to 1.0 to match",
+            shape.image_size
+        ));
+    }
+    if s.transfer.baseline && shape.embed_dim >= 1024 {
+        warnings.push("the baseline runs at MAE's ViT-L/H LLRD 0.75 and blr 1e-3; MAE's recipe there also has drop_path 0.2 (ViT-L) or 0.3 (ViT-H) and 50 epochs, which are the study's own settings here".into());
+    }
     if let Some((i, d)) = crate::study::validate::unbuilt_device(s) {
         warnings.push(format!("execution.devices[{i}]: `{d}` needs maestro built with the `{}` feature, which this build lacks; `run` refuses it", d.feature().unwrap_or_default()));
     }
