@@ -11,6 +11,16 @@
 //!
 //! Data flows one way: study -> plan -> trials -> analysis -> report (see docs/design.md).
 
+/// `eprintln!` that never panics, for every module below. std's panics when stderr cannot be
+/// written (a log file on a full disk, a closed terminal): a runner must go on, since its
+/// journal, not its messages, is what records the run.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod analysis;
 pub mod app;
 pub mod bench;
