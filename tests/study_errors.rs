@@ -7,6 +7,18 @@ use util::*;
 /// (case, study text, expected "line:column", expected text in the message)
 const CASES: &[(&str, &str, &str, &str)] = &[
     (
+        "a top-level key set twice",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nname: t\n",
+        "3:1",
+        "name: `name` is set twice; it is first set at line 1",
+    ),
+    (
+        "a nested key set twice",
+        "name: s\ndataset: { kind: imagefolder, root: data }\nfinetune:\n  epochs: 3\n  epochs: 4\n",
+        "5:3",
+        "finetune.epochs: `epochs` is set twice; it is first set at line 4",
+    ),
+    (
         "a Slurm setting with the local executor",
         "name: s\ndataset: { kind: imagefolder, root: data }\nexecution:\n  partition: gpu\n",
         "4:14",

@@ -36,6 +36,8 @@ impl From<Marker> for Location {
 pub struct LocationIndex {
     values: HashMap<String, Location>,
     keys: HashMap<String, Location>,
+    /// The second place a key appears in one mapping (YAML forbids it; serde says only which).
+    repeated: HashMap<String, Location>,
 }
 
 impl LocationIndex {
@@ -64,6 +66,11 @@ impl LocationIndex {
     /// Where the key of the map entry at `path` starts (`search.llrdd` -> the `llrdd` key).
     pub fn key(&self, path: &str) -> Option<Location> {
         self.keys.get(path).copied()
+    }
+
+    /// Where the key at `path` appears a second time in its mapping, if it does.
+    pub fn repeated_key(&self, path: &str) -> Option<Location> {
+        self.repeated.get(path).copied()
     }
 
     /// The keys present in the mapping at `path` (the root is "").
@@ -118,7 +125,12 @@ impl Walker {
                 None => {
                     // This event is a key.
                     let key = key_text.unwrap_or("?").to_string();
-                    self.index.keys.insert(join(path, &key), mark.into());
+                    let at = join(path, &key);
+                    if self.index.keys.contains_key(&at) {
+                        self.index.repeated.entry(at).or_insert(mark.into());
+                    } else {
+                        self.index.keys.insert(at, mark.into());
+                    }
                     *pending_key = Some(key);
                     None
                 }

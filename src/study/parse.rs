@@ -65,6 +65,17 @@ fn describe(path: &str, err: &serde_yaml::Error, index: &LocationIndex) -> Probl
         };
         return Problem { location, field, message: format!("unknown value `{value}`"), hint };
     }
+    if let Some(key) = message.strip_prefix("duplicate field `").and_then(|r| r.strip_suffix('`')) {
+        // serde_yaml points at the mapping (1:1 for the document); the second key is the news.
+        let key_path = if field.is_empty() || field == key || field.ends_with(&format!(".{key}")) {
+            if field.is_empty() { key.to_string() } else { field.clone() }
+        } else {
+            format!("{field}.{key}")
+        };
+        location = index.repeated_key(&key_path).or(location);
+        let first = index.key(&key_path).map(|l| format!("; it is first set at line {}", l.line)).unwrap_or_default();
+        return Problem { location, field: key_path, message: format!("`{key}` is set twice{first}"), hint: Some("keep one of them".into()) };
+    }
     if message.starts_with("missing field") {
         location = location.or_else(|| index.value(&field));
         return Problem { location, field, message, hint: None };
