@@ -78,7 +78,11 @@ fn flags_of(curve: &Curve) -> Vec<String> {
         f.push("optimum at the edge of the grid".to_string());
     }
     if fit.unbracketed {
-        f.push("the fitted peak is past the second-to-last LLRD on its side: one value beyond it cannot place it".to_string());
+        f.push(if fit.grid.len() == 3 {
+            "three LLRD values cannot place a peak between them".to_string()
+        } else {
+            "the fitted peak is past the second-to-last LLRD on its side: one value beyond it cannot place it".to_string()
+        });
     }
     if fit.disagree && fit.grid.len() >= 3 {
         f.push(match (fit.two_sided, fit.local) {
@@ -95,7 +99,9 @@ fn flags_of(curve: &Curve) -> Vec<String> {
         f.push("no noise measured (one repeat, too few values, no validation-set size): the interval is not a confidence interval".to_string());
     }
     // A setting that diverged near the estimate: the optimum may sit at a stability cliff.
+    // (With one value there is no step: only a divergence inside the interval counts.)
     let step = fit.grid.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
+    let step = if step.is_finite() { step } else { 0.0 };
     let mut near: Vec<f64> = curve
         .diverged
         .iter()

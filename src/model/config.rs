@@ -111,7 +111,7 @@ impl VitShape {
         if self.embed_dim % 4 != 0 {
             out.push((
                 "embed_dim",
-                format!("{} is not a multiple of 4, which the 2-D sin-cos position embedding needs", self.embed_dim),
+                format!("{} is not a multiple of 4, which MAE's 2-D sin-cos position embedding (pre-training, and the encoders it writes) needs", self.embed_dim),
             ));
         }
         if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0) {

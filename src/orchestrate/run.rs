@@ -446,7 +446,10 @@ async fn run_steps(runner: &mut Runner, loaded: &LoadedStudy, ctx: &PlanContext<
         let mut extra: Vec<f64> = curves
             .iter()
             .flat_map(|c| {
-                let past_cliff = |x: f64| c.diverged.iter().any(|&d| d > c.fit.best_x.min(x) - 1e-9 && d < c.fit.best_x.max(x) + 1e-9);
+                // (A diverged repeat at the best value itself is no cliff between it and x.)
+                let past_cliff = |x: f64| {
+                    c.diverged.iter().any(|&d| (d - c.fit.best_x).abs() > 1e-9 && d > c.fit.best_x.min(x) - 1e-9 && d < c.fit.best_x.max(x) + 1e-9)
+                };
                 crate::analysis::fit::refinement(&c.fit).into_iter().filter(move |&x| !past_cliff(x))
             })
             .collect();
@@ -477,7 +480,9 @@ async fn run_steps(runner: &mut Runner, loaded: &LoadedStudy, ctx: &PlanContext<
             let mut points = Vec::new();
             match recs.iter().find(|r| r.setup == setup.name) {
                 Some(rec) if s.transfer.full_run => {
-                    points.push(Point { proxy: None, setup: rec.setup.clone(), llrd: rec.llrd, blr: rec.blr, repeat: 0, role: Role::Full })
+                    // A full run already made at this value (as rounded by an earlier version) is it.
+                    let llrd = crate::report::full_run_of(&v.rows, &rec.setup, rec.llrd, rec.blr).map_or(rec.llrd, |r| r.llrd);
+                    points.push(Point { proxy: None, setup: rec.setup.clone(), llrd, blr: rec.blr, repeat: 0, role: Role::Full })
                 }
                 Some(_) => {}
                 // Every search trial of the setup diverged or failed: nothing to transfer.

@@ -38,6 +38,16 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// A setup's full run at (llrd, blr): a folder may also hold the full run of an earlier
+/// recommendation (the grid grew since). An LLRD within 5e-4 is the same value: the
+/// recommendation is reported to 0.001, and a run of an earlier version of maestro, which
+/// reported it to 0.0001, is not to be run again for that.
+pub fn full_run_of<'a>(rows: &'a [TrialRow], setup: &str, llrd: f64, blr: f64) -> Option<&'a TrialRow> {
+    rows.iter()
+        .filter(|r| r.role == "full" && r.setup == setup && (r.blr - blr).abs() <= 1e-9 * blr.abs().max(r.blr.abs()) && (r.llrd - llrd).abs() <= 5e-4 + 1e-12)
+        .min_by(|a, b| (a.llrd - llrd).abs().total_cmp(&(b.llrd - llrd).abs()))
+}
+
 /// Read a run folder into rows and fits.
 pub fn view(run_dir: &Path) -> Result<RunView, String> {
     let study = crate::study::load_run_copy(run_dir)?;
@@ -168,7 +178,11 @@ fn sample_efficiency(v: &RunView, out: &Path) -> (Vec<PathBuf>, String) {
     let mut fractions = se.fractions.clone();
     fractions.sort_by(f64::total_cmp);
     let setup = |f: f64| crate::study::schema::SampleEfficiency::setup_name(f);
-    let full = |f: f64| v.rows.iter().find(|r| r.role == "full" && r.setup == setup(f)).and_then(|r| r.top1);
+    // The full run of the setup's current recommendation, not of an earlier one.
+    let full = |f: f64| {
+        let rec = v.recommendations.iter().find(|r| r.setup == setup(f))?;
+        full_run_of(&v.rows, &rec.setup, rec.llrd, rec.blr)?.top1
+    };
     let best = |f: f64, proxy: &str| {
         v.rows.iter().filter(|r| r.role == "search" && r.setup == setup(f) && r.proxy == proxy).filter_map(|r| r.top1).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
     };
@@ -256,15 +270,12 @@ pub fn write(run_dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
     let (figures, md) = sample_efficiency(&v, out);
     files.extend(figures);
     sections.push_str(&md);
-    // Each setup's full run is the one of its current recommendation: a folder may also hold the
-    // full run of an earlier recommendation (the grid grew since).
-    let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
     let mut full: BTreeMap<(String, String), &TrialRow> = BTreeMap::new();
     for r in v.rows.iter().filter(|r| r.role == "baseline") {
         full.insert((r.setup.clone(), r.role.clone()), r);
     }
     for rec in &v.recommendations {
-        if let Some(r) = v.rows.iter().find(|r| r.role == "full" && r.setup == rec.setup && same(r.llrd, rec.llrd) && same(r.blr, rec.blr)) {
+        if let Some(r) = full_run_of(&v.rows, &rec.setup, rec.llrd, rec.blr) {
             full.insert((r.setup.clone(), r.role.clone()), r);
         }
     }

@@ -342,7 +342,6 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
             let _ = writeln!(out, "![{name}]({name})\n");
         }
     }
-    let repeats = s.search.repeats;
     let _ = writeln!(out, "| proxy | setup | blr | LLRD | top-1 mean | spread | estimate | how | interval | noise |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for c in &v.curves {
@@ -355,7 +354,7 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
                 c.blr,
                 x,
                 c.fit.means[i],
-                if repeats > 1 { format!("{:.2}", c.fit.stds[i]) } else { "n/a (1 seed)".into() },
+                if c.fit.repeats > 1 { format!("{:.2}", c.fit.stds[i]) } else { "n/a (1 seed)".into() },
                 if i == 0 { format!("{:.4}", c.fit.estimate) } else { String::new() },
                 if i == 0 { c.fit.method.clone() } else { String::new() },
                 if i == 0 { format!("[{:.3}, {:.3}]", c.fit.interval.0, c.fit.interval.1) } else { String::new() },
@@ -379,15 +378,18 @@ fn method_note(v: &RunView) -> String {
     let seeds = s.search.repeats;
     let fitted = "each trial's top-1 after its last epoch (an external command's: its metric file's `mode`)";
     format!(
-        "**Method.** Per proxy, setup and LR, {fitted} is averaged over {seeds} seed(s) at each LLRD, and a two-sided \
-quadratic (its own curvature on each side of the peak; LLRD on a linear scale) is fitted to the means, its peak searched \
-between the second and the second-to-last LLRD (two values on each side). The estimate is that **fitted peak** when a local \
-quadratic through the best value and its neighbours puts the peak within one grid step of it and the peak is inside the \
-grid; otherwise it is the **best grid value**, and the reason is flagged. The interval is the 2.5-97.5 percentiles of 400 \
-bootstrap refits ({}). *noise* is one point's standard error in top-1 points (the largest of the seeds' standard error, the \
-fit's residual spread and the validation set's binomial error); *near-optimal* lists the LLRDs within it of the best. \
-Each proxy takes the LR whose curve peaks highest; the setup the LR most proxies took; with several proxies the LLRD is \
-the mean of their estimates at that LR and the interval the hull of theirs.",
-        if seeds > 1 { "resampling the seeds at each LLRD" } else { "one seed: Gaussian noise of that size around the fit" }
+        "**Method.** Per proxy, setup and LR, {fitted} is averaged over the seeds at each LLRD (the study asks for {seeds}), \
+and a two-sided quadratic (its own curvature on each side of the peak; LLRD on a linear scale) is fitted to the means, its \
+peak searched between the second and the second-to-last LLRD (two values on each side). The estimate is that **fitted \
+peak** when a local quadratic through the best value and its neighbours puts the peak within the grid's step there and the \
+peak is inside the grid; otherwise it is the **best grid value**, and the reason is flagged. *noise* is one point's \
+standard error in top-1 points (the largest of the seeds' standard error, the fit's residual spread and the validation \
+set's binomial error). The interval is the 2.5-97.5 percentiles of 400 bootstrap resamples (over the seeds, with that \
+floor added, where every value has several; else Gaussian noise of that size around the fit), of the refitted peak, at \
+least a tenth of the grid's step either side of it and running on to the next value where resamples stop at the \
+search's bound; for a best grid value, of the resamples' best values, widened to its neighbours and to where the fit puts \
+the peak. *near-optimal* lists the LLRDs within one noise level of the best (a one-standard-error rule, not a test). \
+Each proxy takes the LR whose curve peaks highest (ties: the smaller); the setup the LR most proxies took; with several \
+proxies the LLRD is the mean of their estimates at that LR and the interval the hull of theirs."
     )
 }
