@@ -595,15 +595,16 @@ fn running_a_refined_run_again_refines_nothing_more() {
     assert_eq!(events(&journal(&dir, "runs/rk"), "running").len(), first, "the second run ran trials");
 }
 
-/// Messages that cannot be written (stderr on a full disk) do not stop a run: it finishes and
-/// records its trials as any other.
+/// Messages that cannot be written (stderr and stdout on a full disk) do not stop a run: it
+/// finishes, records its trials as any other, and exits 0.
 #[test]
 fn a_run_whose_stderr_cannot_be_written_still_finishes() {
     let dir = Dir::new();
     dir.write("ok.sh", "echo '{\"acc\": 50}' > \"$1/m.txt\"\n");
     one_command_trial(&dir, "full", "sh ok.sh {out} # {llrd}", "{out}/m.txt", "max_retries: 0");
     let mut c = dir.maestro();
-    c.args(["run", "full.yaml"]).stderr(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    c.args(["run", "full.yaml"]).stderr(full()).stdout(full());
     let r = run(c);
     assert_eq!(r.code(), 0, "{}", r.stdout());
     assert_eq!(events(&journal(&dir, "runs/full"), "completed").len(), 1);

@@ -1,5 +1,8 @@
 //! `maestro run`, `maestro status`, `maestro report`.
 
+// A listing that cannot be written (stdout on a full disk) must not turn a finished run into
+// a crash: the run folder and the report are what it made.
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -18,9 +21,9 @@ pub fn run_study(study: &Path, run_dir: Option<PathBuf>, report_dir: Option<Path
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Failed(e.to_string()))?;
     let outcome = rt.block_on(run::run(&loaded, &opts)).map_err(Error::Usage)?;
-    println!("report: {}", opts.report_dir.display());
+    let _ = writeln!(std::io::stdout(), "report: {}", opts.report_dir.display());
     for f in &outcome.report {
-        println!("  {}", f.display());
+        let _ = writeln!(std::io::stdout(), "  {}", f.display());
     }
     if outcome.interrupted {
         return Err(Error::Interrupted(format!("stopped; run `maestro run {}` again to resume", study.display())));
@@ -52,7 +55,7 @@ pub fn status(run_dir: &Path) -> Result<(), Error> {
 pub fn cancel(run_dir: &Path) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Failed(e.to_string()))?;
     let msg = rt.block_on(crate::orchestrate::slurm::cancel(run_dir)).map_err(Error::Usage)?;
-    println!("{msg}");
+    let _ = writeln!(std::io::stdout(), "{msg}");
     Ok(())
 }
 
@@ -65,7 +68,7 @@ pub fn report(run_dir: &Path, out: Option<PathBuf>) -> Result<(), Error> {
         }
     };
     for f in crate::report::write(run_dir, &out).map_err(Error::Usage)? {
-        println!("{}", f.display());
+        let _ = writeln!(std::io::stdout(), "{}", f.display());
     }
     Ok(())
 }
