@@ -172,6 +172,9 @@ async fn capture(program: &str, args: &[String]) -> Result<String, String> {
     // Its own process group: a Ctrl-C at the terminal must not kill an sbatch that the
     // controller has already accepted. Full task lists, not "0-99,101-..." cut at 64 characters.
     cmd.args(args).process_group(0).env("SLURM_BITSTR_LEN", "0");
+    // A query given up on (`maestro status`'s timeout) ends with its future; a submission or a
+    // cancellation always runs to its end.
+    cmd.kill_on_drop(matches!(program, "squeue" | "scontrol"));
     let out = cmd.output().await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
@@ -217,7 +220,7 @@ pub fn queue_states(keys: &[String]) -> Option<BTreeMap<String, TaskState>> {
         return None;
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), poll_tasks(&arrays)).await.ok()?.ok() })
+    rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), poll_tasks(&arrays)).await.ok()?.ok() })
 }
 
 /// scancel jobs (`A` or `A_T`); ids Slurm no longer knows are not an error.
