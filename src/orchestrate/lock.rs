@@ -28,6 +28,11 @@ pub fn alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Whether a live pid is a maestro (its command name); true when that cannot be read.
+fn is_maestro(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() == "maestro")
+}
+
 /// The pid and host a lock file names.
 fn holder(text: &str) -> (Option<u32>, String) {
     let mut parts = text.split_whitespace();
@@ -72,10 +77,15 @@ impl RunLock {
                         path.display()
                     ));
                 }
-                // A live process this lock file names, which does not hold the flock: a runner
-                // of a maestro that locked by the file alone.
-                (Some(pid), _) if pid != std::process::id() && alive(pid) => {
-                    return Err(format!("{} is already being run by another maestro (pid {pid}); wait for it, or stop it first", run_dir.display()));
+                // A live maestro this lock file names, which does not hold the flock: a runner
+                // of a maestro that locked by the file alone. (A live process of another name
+                // took a dead runner's pid.)
+                (Some(pid), _) if pid != std::process::id() && alive(pid) && is_maestro(pid) => {
+                    return Err(format!(
+                        "{} is already being run by another maestro (pid {pid}); wait for it, or stop it first (if pid {pid} is not that runner, delete {})",
+                        run_dir.display(),
+                        path.display()
+                    ));
                 }
                 (Some(_), _) => eprintln!("taking over a stale lock from a runner that is gone ({})", text.trim()),
                 (None, _) => {}
@@ -109,9 +119,11 @@ mod tests {
         assert!(RunLock::acquire(d.path()).unwrap_err().contains("already being run"));
         drop(lock);
         assert!(!d.path().join("runner.lock").exists());
-        // A file naming a live process (pid 1) of an older maestro: refused.
+        // A file naming a live process that is not a maestro (pid 1 took a dead runner's pid):
+        // taken over.
         std::fs::write(d.path().join("runner.lock"), format!("1 {}\n", hostname())).unwrap();
-        assert!(RunLock::acquire(d.path()).unwrap_err().contains("already being run by another maestro (pid 1)"));
+        assert!(!is_maestro(1));
+        drop(RunLock::acquire(d.path()).unwrap());
         // A pid that cannot exist, no flock: taken over.
         std::fs::write(d.path().join("runner.lock"), format!("4194303 {}\n", hostname())).unwrap();
         let again = RunLock::acquire(d.path()).unwrap();
