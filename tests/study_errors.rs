@@ -250,6 +250,13 @@ fn validate_json_gives_the_problems_as_json() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("stdout is JSON");
     assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
     assert!(v["problems"][0]["message"].as_str().unwrap().contains("missing"), "{v}");
+    // A usable study: its plan, with `ok: true`.
+    dir.write("good.yaml", "name: good\ndataset: { kind: imagefolder, root: data }\nfinetune: { batch_size: 2 }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "--json", "good.yaml"]);
+    let r = run(c).success();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("stdout is JSON");
+    assert_eq!(v["ok"], true, "{v}");
 }
 
 /// What only the scanned dataset shows: a batch larger than a proxy, a dataset of one class.

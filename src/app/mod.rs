@@ -33,7 +33,12 @@ pub fn validate(file: &Path, json: bool) -> Result<(), Error> {
     };
     let summary = summarize(&loaded, &catalog);
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+        // `ok` as in the failure's JSON, so a script reads one key either way.
+        let mut v = serde_json::to_value(&summary).expect("summary serialises");
+        if let Some(m) = v.as_object_mut() {
+            m.insert("ok".into(), serde_json::Value::Bool(true));
+        }
+        println!("{}", serde_json::to_string_pretty(&v).expect("summary serialises"));
     } else {
         print!("{summary}");
         println!("{}: ok", file.display());

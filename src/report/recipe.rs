@@ -228,7 +228,7 @@ pub fn render(v: &RunView, rec: &Recommendation, full: Option<&TrialRow>, baseli
             method: &rec.method,
             blr: rec.blr,
             interval_95: [round4(rec.interval.0), round4(rec.interval.1)],
-            interval_kind: if rec.per_proxy.len() > 1 { "hull of the proxies' 95% bootstrap intervals" } else { "95% bootstrap interval of the estimate" },
+            interval_kind: if rec.method.starts_with("mean of") { "hull of the proxies' 95% bootstrap intervals" } else { "95% bootstrap interval of the estimate" },
             near_optimal: &rec.near_optimal,
             per_proxy,
         },
@@ -300,7 +300,14 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         );
     }
     let _ = writeln!(out, "## Recommendation\n");
-    let (base_llrd, base_blr) = s.model.shape().map(|m| crate::orchestrate::plan::baseline(&m)).unwrap_or((crate::orchestrate::plan::BASELINE_LLRD, crate::orchestrate::plan::BASELINE_BLR));
+    // The baseline as run (a folder may predate a change of MAE's recipe for its model), else as
+    // it will run.
+    let (base_llrd, base_blr) = full
+        .iter()
+        .find(|((_, role), _)| role == "baseline")
+        .map(|(_, r)| (r.llrd, r.blr))
+        .or_else(|| s.model.shape().ok().map(|m| crate::orchestrate::plan::baseline(&m)))
+        .unwrap_or((crate::orchestrate::plan::BASELINE_LLRD, crate::orchestrate::plan::BASELINE_BLR));
     let _ = writeln!(out, "| setup | LLRD | how | blr | 95% interval | near-optimal | full run top-1 | baseline top-1 ({base_llrd}, {base_blr:e}) | gain | flags |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for r in &v.recommendations {
@@ -319,7 +326,7 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
             r.blr,
             r.interval.0,
             r.interval.1,
-            if r.per_proxy.len() > 1 { " (hull)" } else { "" },
+            if r.method.starts_with("mean of") { " (hull)" } else { "" },
             r.near_optimal.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", "),
             pct(f),
             pct(b),
