@@ -215,6 +215,12 @@ pub fn baseline(shape: &crate::model::config::VitShape) -> (f64, f64) {
     if shape.embed_dim >= 1024 { (0.75, 1e-3) } else { (BASELINE_LLRD, BASELINE_BLR) }
 }
 
+/// [`baseline`] of a study's model (ViT-B's for a model that does not resolve, which
+/// validation refuses anyway).
+pub fn study_baseline(model: &crate::study::schema::ModelSpec) -> (f64, f64) {
+    model.shape().map(|m| baseline(&m)).unwrap_or((BASELINE_LLRD, BASELINE_BLR))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

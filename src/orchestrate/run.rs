@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::executor::{self, Executor, LocalExecutor};
 use super::journal::{self, Event, Journal, TrialState};
 use super::lock::RunLock;
-use super::plan::{self, BASELINE_BLR, BASELINE_LLRD, PlanContext, Point, Role, TrialSpec};
+use super::plan::{self, PlanContext, Point, Role, TrialSpec};
 use super::scheduler::{self, Finished, SchedulerConfig};
 use super::slurm::{self, SlurmExecutor};
 use crate::analysis::recommend;
@@ -490,7 +490,7 @@ async fn run_steps(runner: &mut Runner, loaded: &LoadedStudy, ctx: &PlanContext<
             }
             // MAE's default recipe does not depend on the search.
             if s.transfer.baseline {
-                let (llrd, blr) = s.model.shape().map(|m| plan::baseline(&m)).unwrap_or((BASELINE_LLRD, BASELINE_BLR));
+                let (llrd, blr) = plan::study_baseline(&s.model);
                 points.push(Point { proxy: None, setup: setup.name.clone(), llrd, blr, repeat: 0, role: Role::Baseline });
             }
             full.extend(points.iter().map(|p| plan::make_trial(loaded, &ctx, p)));

@@ -34,7 +34,9 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
     let mut counts = std::collections::BTreeMap::new();
     let mut durations = Vec::new();
     for (id, s) in &states {
-        let queued = s.state == TrialState::Running && s.job.as_ref().and_then(|j| queue.as_ref()?.get(j)).is_some_and(|t| t.state == "PENDING");
+        // What the queue says of this trial's task, when it is a running Slurm task.
+        let task = s.job.as_ref().filter(|_| s.state == TrialState::Running).and_then(|j| queue.as_ref()?.get(j));
+        let queued = task.is_some_and(|t| t.state == "PENDING");
         let state_name = if queued { "queued".to_string() } else { format!("{:?}", s.state).to_lowercase() };
         *counts.entry(state_name.clone()).or_insert(0usize) += 1;
         if let (TrialState::Completed, Some(a), Some(b)) = (s.state, s.started, s.last_seen) {
@@ -45,8 +47,8 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
             TrialState::Running if s.job.is_none() && !runner_alive => "its runner is gone; `maestro run` runs it again".to_string(),
             TrialState::Running => {
                 let beat = s.last_seen.map(|t| format!("{:.0} s since last heartbeat", now - t)).unwrap_or_default();
-                match (&s.job, s.job.as_ref().and_then(|j| queue.as_ref()?.get(j))) {
-                    (Some(job), Some(t)) if t.state == "PENDING" => {
+                match (&s.job, task) {
+                    (Some(job), Some(t)) if queued => {
                         format!("Slurm job {job} waits in the queue{}", if t.reason.is_empty() || t.reason == "None" { String::new() } else { format!(" ({})", t.reason) })
                     }
                     (Some(job), _) => format!("Slurm job {job}; {beat}"),

@@ -306,8 +306,7 @@ pub fn summary(v: &RunView, full: &BTreeMap<(String, String), &TrialRow>, files:
         .iter()
         .find(|((_, role), _)| role == "baseline")
         .map(|(_, r)| (r.llrd, r.blr))
-        .or_else(|| s.model.shape().ok().map(|m| crate::orchestrate::plan::baseline(&m)))
-        .unwrap_or((crate::orchestrate::plan::BASELINE_LLRD, crate::orchestrate::plan::BASELINE_BLR));
+        .unwrap_or_else(|| crate::orchestrate::plan::study_baseline(&s.model));
     let _ = writeln!(out, "| setup | LLRD | how | blr | 95% interval | near-optimal | full run top-1 | baseline top-1 ({base_llrd}, {base_blr:e}) | gain | flags |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for r in &v.recommendations {

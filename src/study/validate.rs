@@ -220,7 +220,7 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
     // fine-tune recipe, at every LR it runs with: the searched ones and MAE's baseline
     let mut blrs = if study.search.blr.is_empty() { vec![study.finetune.blr] } else { study.search.blr.clone() };
     if study.transfer.baseline {
-        blrs.push(study.model.shape().map(|m| crate::orchestrate::plan::baseline(&m).1).unwrap_or(crate::orchestrate::plan::BASELINE_BLR));
+        blrs.push(crate::orchestrate::plan::study_baseline(&study.model).1);
     }
     check_finetune(c, &study.finetune, &blrs);
 
