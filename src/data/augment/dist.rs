@@ -15,6 +15,26 @@ pub(crate) fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
+/// Fills `out` with N(0, 1) draws by Marsaglia's polar method: two values per accepted point,
+/// one logarithm and no trigonometry per pair (random erasing draws thousands per image).
+pub(crate) fn fill_standard_normal<R: Rng + ?Sized>(rng: &mut R, out: &mut [f32]) {
+    for pair in out.chunks_mut(2) {
+        let (u, v, s) = loop {
+            let u = 2.0 * rng.random::<f64>() - 1.0;
+            let v = 2.0 * rng.random::<f64>() - 1.0;
+            let s = u * u + v * v;
+            if s > 0.0 && s < 1.0 {
+                break (u, v, s);
+            }
+        };
+        let f = (-2.0 * s.ln() / s).sqrt();
+        pair[0] = (u * f) as f32;
+        if let [_, second] = pair {
+            *second = (v * f) as f32;
+        }
+    }
+}
+
 /// Gamma(shape, 1): Marsaglia-Tsang, boosted for shape < 1.
 pub(crate) fn gamma<R: Rng + ?Sized>(rng: &mut R, shape: f64) -> f64 {
     if shape < 1.0 {
@@ -82,6 +102,14 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (m, v) = moments(40_000, || standard_normal(&mut rng));
         assert!(m.abs() < 0.02 && (v - 1.0).abs() < 0.03, "normal {m} {v}");
+        let mut filled = vec![0f32; 40_001];
+        fill_standard_normal(&mut rng, &mut filled);
+        let mut it = filled.iter();
+        let (m, v) = moments(filled.len(), || f64::from(*it.next().unwrap()));
+        assert!(m.abs() < 0.02 && (v - 1.0).abs() < 0.03, "filled normal {m} {v}");
+        // The pair's two values are uncorrelated.
+        let corr = filled.chunks_exact(2).map(|p| f64::from(p[0]) * f64::from(p[1])).sum::<f64>() / 20_000.0;
+        assert!(corr.abs() < 0.03, "pair correlation {corr}");
         for shape in [0.4, 1.0, 3.5] {
             let (m, v) = moments(40_000, || gamma(&mut rng, shape));
             assert!((m - shape).abs() < 0.03 * shape.max(1.0), "gamma({shape}) mean {m}");

@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::dist::{standard_normal, uniform};
+use super::dist::{fill_standard_normal, uniform};
 
 const MIN_AREA: f64 = 0.02;
 const MAX_AREA: f64 = 1.0 / 3.0;
@@ -29,9 +29,7 @@ pub(crate) fn random_erasing<R: Rng + ?Sized>(img: &mut [f32], c: usize, h: usiz
             for ch in 0..c {
                 for y in top..top + eh {
                     let row = (ch * h + y) * w;
-                    for v in &mut img[row + left..row + left + ew] {
-                        *v = standard_normal(rng) as f32;
-                    }
+                    fill_standard_normal(rng, &mut img[row + left..row + left + ew]);
                 }
             }
             return;
