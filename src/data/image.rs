@@ -17,6 +17,14 @@ pub struct Image {
     pub pixels: Vec<u8>,
 }
 
+impl Image {
+    /// An image of the same size and channels holding `pixels`.
+    pub fn with_pixels(&self, pixels: Vec<u8>) -> Image {
+        debug_assert_eq!(pixels.len(), self.pixels.len());
+        Image { width: self.width, height: self.height, channels: self.channels, pixels }
+    }
+}
+
 /// Decodes the items of one split of a source.
 pub enum SplitReader {
     /// ImageFolder: files under the split folder.

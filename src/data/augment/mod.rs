@@ -103,10 +103,21 @@ impl Normalize {
             self.std.len()
         );
         let hw = img.pixels.len() / c.max(1);
+        // One table per channel: the same f32 expression, evaluated once per value.
+        let luts: Vec<[f32; 256]> =
+            (0..c).map(|ch| std::array::from_fn(|p| (p as f32 / 255.0 - self.mean[ch]) / self.std[ch])).collect();
         let mut out = vec![0f32; img.pixels.len()];
-        for (i, px) in img.pixels.chunks_exact(c).enumerate() {
-            for (ch, &p) in px.iter().enumerate() {
-                out[ch * hw + i] = (f32::from(p) / 255.0 - self.mean[ch]) / self.std[ch];
+        if c == 3 {
+            let (r, gb) = out.split_at_mut(hw);
+            let (g, b) = gb.split_at_mut(hw);
+            for (((px, r), g), b) in img.pixels.chunks_exact(3).zip(r).zip(g).zip(b) {
+                (*r, *g, *b) = (luts[0][px[0] as usize], luts[1][px[1] as usize], luts[2][px[2] as usize]);
+            }
+        } else {
+            for (i, px) in img.pixels.chunks_exact(c).enumerate() {
+                for (ch, &p) in px.iter().enumerate() {
+                    out[ch * hw + i] = luts[ch][p as usize];
+                }
             }
         }
         out
@@ -219,6 +230,21 @@ mod tests {
         let img = Image { width: 2, height: 1, channels: 3, pixels: vec![255, 0, 0, 255, 0, 0] };
         let t = Normalize { mean: vec![0.0; 3], std: vec![1.0; 3] }.to_chw(&img);
         assert_eq!(t, vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    /// The per-channel tables give torch's float32 `(x / 255 - mean) / std` for every value.
+    #[test]
+    fn normalisation_tables_equal_the_formula() {
+        let norm = Normalize::imagenet();
+        let pixels: Vec<u8> = (0..=255u8).flat_map(|v| [v, 255 - v, v.wrapping_mul(7)]).collect();
+        let img = Image { width: 16, height: 16, channels: 3, pixels };
+        let t = norm.to_chw(&img);
+        for (i, px) in img.pixels.chunks_exact(3).enumerate() {
+            for ch in 0..3 {
+                let want = (f32::from(px[ch]) / 255.0 - norm.mean[ch]) / norm.std[ch];
+                assert_eq!(t[ch * 256 + i].to_bits(), want.to_bits());
+            }
+        }
     }
 
     #[test]

@@ -141,9 +141,13 @@ fn channels(img: &Image) -> usize {
 
 /// `Image.point` with one 256-entry table per channel.
 fn apply_luts(img: &Image, luts: &[[u8; 256]]) -> Image {
-    let c = channels(img);
-    let pixels = img.pixels.iter().enumerate().map(|(i, &p)| luts[i % c][p as usize]).collect();
-    Image { pixels, ..img.clone() }
+    debug_assert_eq!(luts.len(), channels(img));
+    let pixels = match luts {
+        [lut] => img.pixels.iter().map(|&p| lut[p as usize]).collect(),
+        [r, g, b] => img.pixels.chunks_exact(3).flat_map(|p| [r[p[0] as usize], g[p[1] as usize], b[p[2] as usize]]).collect(),
+        _ => img.pixels.iter().enumerate().map(|(i, &p)| luts[i % luts.len()][p as usize]).collect(),
+    };
+    img.with_pixels(pixels)
 }
 
 fn same_lut(img: &Image, f: impl Fn(usize) -> u8) -> Image {
@@ -231,7 +235,7 @@ pub(crate) fn equalize(img: &Image) -> Image {
 fn blend(degenerate: &[u8], img: &Image, factor: f64) -> Image {
     let alpha = factor as f32;
     if alpha == 0.0 {
-        return Image { pixels: degenerate.to_vec(), ..img.clone() };
+        return img.with_pixels(degenerate.to_vec());
     }
     if alpha == 1.0 {
         return img.clone();
@@ -250,7 +254,7 @@ fn blend(degenerate: &[u8], img: &Image, factor: f64) -> Image {
             }
         })
         .collect();
-    Image { pixels, ..img.clone() }
+    img.with_pixels(pixels)
 }
 
 /// Pillow's RGB -> L: `(19595 R + 38470 G + 7471 B + 0x8000) >> 16`; grey is itself.
@@ -304,23 +308,24 @@ fn smooth(img: &Image) -> Vec<u8> {
         return out;
     }
     let (k, k5) = (1.0f32 / 13.0, 5.0f32 / 13.0);
-    let px = |x: usize, y: usize, ch: usize| f32::from(img.pixels[(y * w + x) * c + ch]);
-    let row = |x: usize, y: usize, ch: usize, mid: f32| px(x - 1, y, ch) * k + px(x, y, ch) * mid + px(x + 1, y, ch) * k;
+    let stride = w * c;
     for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            for ch in 0..c {
-                let mut ss = 0.5f32;
-                ss += row(x, y + 1, ch, k);
-                ss += row(x, y, ch, k5);
-                ss += row(x, y - 1, ch, k);
-                out[(y * w + x) * c + ch] = ss.clamp(0.0, 255.0) as u8;
-            }
+        let (up, mid, down) = (&img.pixels[(y - 1) * stride..][..stride], &img.pixels[y * stride..][..stride], &img.pixels[(y + 1) * stride..][..stride]);
+        // Position i is (x, ch) of this row; its left and right neighbours are i -+ c.
+        let row = |r: &[u8], i: usize, m: f32| f32::from(r[i - c]) * k + f32::from(r[i]) * m + f32::from(r[i + c]) * k;
+        for (i, o) in out[y * stride..(y + 1) * stride].iter_mut().enumerate().take(stride - c).skip(c) {
+            let mut ss = 0.5f32;
+            ss += row(down, i, k);
+            ss += row(mid, i, k5);
+            ss += row(up, i, k);
+            *o = ss.clamp(0.0, 255.0) as u8;
         }
     }
     out
 }
 
 /// The cubic of Pillow's `Image.transform` (Geometry.c), which is a = -1, not resize's -0.5.
+#[inline(always)]
 fn cubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
     let p1 = v2;
     let p2 = -v1 + v3;
@@ -333,14 +338,106 @@ fn cubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
 /// (x + .5, y + .5) reads input point (m0 x + m1 y + m2, m3 x + m4 y + m5); points outside the
 /// image keep the fill, edge taps are clamped.
 pub(crate) fn affine(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
+    match channels(img) {
+        1 => affine_n::<1>(img, m, fill),
+        3 => affine_n::<3>(img, m, fill),
+        _ => affine_any(img, m, fill),
+    }
+}
+
+/// Pillow's `FLOOR` of a coordinate, as an integer (exact for the image-sized values here).
+#[inline(always)]
+fn floor_i(v: f64) -> i64 {
+    let t = v as i64;
+    if t as f64 > v { t - 1 } else { t }
+}
+
+/// The clamped 4x4 neighbourhood's cubic at (`xs`, `ys`) (pixel-corner coordinates), channel
+/// `ch`: Pillow's `BICUBIC_BODY`, whose edge rows repeat the nearest row inside.
+fn bicubic_at(img: &Image, x0: i64, y0: i64, dx: f64, dy: f64, ch: usize) -> f64 {
+    let (w, h, c, src) = (img.width as usize, img.height as usize, channels(img), &img.pixels);
+    let at = |x: i64, y: i64| f64::from(src[(y.clamp(0, h as i64 - 1) as usize * w + x.clamp(0, w as i64 - 1) as usize) * c + ch]);
+    let r = |j: i64| cubic(at(x0, y0 + j), at(x0 + 1, y0 + j), at(x0 + 2, y0 + j), at(x0 + 3, y0 + j), dx);
+    cubic(r(0), r(1), r(2), r(3), dy)
+}
+
+#[inline(always)]
+fn to_u8(v: f64) -> u8 {
+    if v <= 0.0 {
+        0
+    } else if v >= 255.0 {
+        255
+    } else {
+        v as u8
+    }
+}
+
+/// `affine` for `C` interleaved channels: the interior's 16 taps are read from four fixed-size
+/// row slices (no per-tap clamping or bounds checks); the arithmetic is the same at every pixel.
+fn affine_n<const C: usize>(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let fill: [u8; C] = fill.try_into().expect("one fill value per channel");
+    let mut pixels = vec![0u8; w * h * C];
+    for px in pixels.chunks_exact_mut(C) {
+        px.copy_from_slice(&fill);
+    }
+    let src = &img.pixels[..w * h * C];
+    let (wf, hf) = (w as f64, h as f64);
+    for (y, out_row) in pixels.chunks_exact_mut(w * C).enumerate() {
+        let yo = y as f64 + 0.5;
+        for (x, out) in out_row.chunks_exact_mut(C).enumerate() {
+            let xo = x as f64 + 0.5;
+            let xin = m[0] * xo + m[1] * yo + m[2];
+            let yin = m[3] * xo + m[4] * yo + m[5];
+            if !(xin >= 0.0 && xin < wf && yin >= 0.0 && yin < hf) {
+                continue;
+            }
+            let (xs, ys) = (xin - 0.5, yin - 0.5);
+            let (xf, yf) = (floor_i(xs), floor_i(ys));
+            let (dx, dy) = (xs - xf as f64, ys - yf as f64);
+            let (x0, y0) = (xf - 1, yf - 1);
+            if x0 >= 0 && y0 >= 0 && x0 + 3 < w as i64 && y0 + 3 < h as i64 {
+                let (x0, y0) = (x0 as usize, y0 as usize);
+                let tap = |j: usize, i: usize, ch: usize| f64::from(src[((y0 + j) * w + x0 + i) * C + ch]);
+                if dy == 0.0 {
+                    // Shears and translations along x: the cubic in y at d = 0 is its second row
+                    // exactly (p1 + 0 * (...)), so only that row is computed.
+                    for (ch, o) in out.iter_mut().enumerate() {
+                        *o = to_u8(cubic(tap(1, 0, ch), tap(1, 1, ch), tap(1, 2, ch), tap(1, 3, ch), dx));
+                    }
+                } else if dx == 0.0 {
+                    // Along y: each row's cubic at d = 0 is its second tap exactly.
+                    for (ch, o) in out.iter_mut().enumerate() {
+                        *o = to_u8(cubic(tap(0, 1, ch), tap(1, 1, ch), tap(2, 1, ch), tap(3, 1, ch), dy));
+                    }
+                } else {
+                    let mut r = [[0f64; 4]; C];
+                    for j in 0..4 {
+                        let s = ((y0 + j) * w + x0) * C;
+                        let row: &[u8] = &src[s..s + 4 * C];
+                        for (ch, rc) in r.iter_mut().enumerate() {
+                            let p = |i: usize| f64::from(row[i * C + ch]);
+                            rc[j] = cubic(p(0), p(1), p(2), p(3), dx);
+                        }
+                    }
+                    for (ch, o) in out.iter_mut().enumerate() {
+                        *o = to_u8(cubic(r[ch][0], r[ch][1], r[ch][2], r[ch][3], dy));
+                    }
+                }
+            } else {
+                for (ch, o) in out.iter_mut().enumerate() {
+                    *o = to_u8(bicubic_at(img, x0, y0, dx, dy, ch));
+                }
+            }
+        }
+    }
+    img.with_pixels(pixels)
+}
+
+/// `affine` for any channel count, every tap clamped.
+fn affine_any(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
     let (w, h, c) = (img.width as usize, img.height as usize, channels(img));
     let mut pixels: Vec<u8> = (0..w * h).flat_map(|_| fill.iter().copied()).collect();
-    let src = &img.pixels;
-    let at = |x: i64, y: i64, ch: usize| -> f64 {
-        let (x, y) = (x.clamp(0, w as i64 - 1) as usize, y.clamp(0, h as i64 - 1) as usize);
-        f64::from(src[(y * w + x) * c + ch])
-    };
-    let to_u8 = |v: f64| if v <= 0.0 { 0 } else if v >= 255.0 { 255 } else { v as u8 };
     for y in 0..h {
         for x in 0..w {
             let (xo, yo) = (x as f64 + 0.5, y as f64 + 0.5);
@@ -350,31 +447,14 @@ pub(crate) fn affine(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
                 continue;
             }
             let (xs, ys) = (xin - 0.5, yin - 0.5);
-            let (xf, yf) = (xs.floor(), ys.floor());
-            let (dx, dy) = (xs - xf, ys - yf);
-            let (x0, y0) = (xf as i64 - 1, yf as i64 - 1);
-            let out = &mut pixels[(y * w + x) * c..(y * w + x + 1) * c];
-            if x0 >= 0 && y0 >= 0 && x0 + 3 < w as i64 && y0 + 3 < h as i64 {
-                // All 16 neighbours inside: no clamping (the same arithmetic as below).
-                let (x0, y0) = (x0 as usize, y0 as usize);
-                for (ch, o) in out.iter_mut().enumerate() {
-                    let mut r = [0f64; 4];
-                    for (j, rj) in r.iter_mut().enumerate() {
-                        let base = ((y0 + j) * w + x0) * c + ch;
-                        let p = |i: usize| f64::from(src[base + i * c]);
-                        *rj = cubic(p(0), p(1), p(2), p(3), dx);
-                    }
-                    *o = to_u8(cubic(r[0], r[1], r[2], r[3], dy));
-                }
-            } else {
-                for (ch, o) in out.iter_mut().enumerate() {
-                    let r = |j: i64| cubic(at(x0, y0 + j, ch), at(x0 + 1, y0 + j, ch), at(x0 + 2, y0 + j, ch), at(x0 + 3, y0 + j, ch), dx);
-                    *o = to_u8(cubic(r(0), r(1), r(2), r(3), dy));
-                }
+            let (xf, yf) = (floor_i(xs), floor_i(ys));
+            let (dx, dy) = (xs - xf as f64, ys - yf as f64);
+            for ch in 0..c {
+                pixels[(y * w + x) * c + ch] = to_u8(bicubic_at(img, xf - 1, yf - 1, dx, dy, ch));
             }
         }
     }
-    Image { pixels, ..img.clone() }
+    img.with_pixels(pixels)
 }
 
 /// Exact quarter turns, as `Image.transpose` does them; `quarter` counter-clockwise turns.
@@ -517,6 +597,41 @@ mod tests {
         assert_eq!(sharpness(&img, 2.0).pixels[4], 220);
     }
 
+    /// The row-slice filter gives the per-pixel transcription's bytes, grey and RGB.
+    #[test]
+    fn smooth_equals_the_transcription() {
+        fn smooth_reference(img: &Image) -> Vec<u8> {
+            let (w, h, c) = (img.width as usize, img.height as usize, channels(img));
+            let mut out = img.pixels.clone();
+            let (k, k5) = (1.0f32 / 13.0, 5.0f32 / 13.0);
+            let px = |x: usize, y: usize, ch: usize| f32::from(img.pixels[(y * w + x) * c + ch]);
+            let row = |x: usize, y: usize, ch: usize, mid: f32| px(x - 1, y, ch) * k + px(x, y, ch) * mid + px(x + 1, y, ch) * k;
+            for y in 1..h - 1 {
+                for x in 1..w - 1 {
+                    for ch in 0..c {
+                        let mut ss = 0.5f32;
+                        ss += row(x, y + 1, ch, k);
+                        ss += row(x, y, ch, k5);
+                        ss += row(x, y - 1, ch, k);
+                        out[(y * w + x) * c + ch] = ss.clamp(0.0, 255.0) as u8;
+                    }
+                }
+            }
+            out
+        }
+        for c in [1u8, 3] {
+            for (w, h) in [(3, 3), (17, 11), (64, 5)] {
+                let img = texture(w, h, c);
+                assert_eq!(smooth(&img), smooth_reference(&img), "{c} channels {w}x{h}");
+            }
+        }
+        // Per-channel tables reach every channel of an RGB image.
+        let img = texture(7, 5, 3);
+        let luts: Vec<[u8; 256]> = (0..3).map(|ch| std::array::from_fn(|v| (v as u8).wrapping_mul(3 + ch as u8))).collect();
+        let want: Vec<u8> = img.pixels.iter().enumerate().map(|(i, &p)| luts[i % 3][p as usize]).collect();
+        assert_eq!(apply_luts(&img, &luts).pixels, want);
+    }
+
     #[test]
     fn magnitude_zero_enhance_is_identity() {
         let img = texture(9, 7, 3);
@@ -597,6 +712,91 @@ mod tests {
     }
 
     const SHEAR03_PIL: [u8; 16] = [1, 12, 22, 31, 43, 54, 65, 71, 86, 96, 107, 128, 130, 140, 150, 128];
+
+    /// The plain per-tap transcription of Pillow's `ImagingGenericTransform` + `bicubic_filter`
+        /// the fast paths are checked against.
+    fn affine_reference(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
+        let (w, h, c) = (img.width as usize, img.height as usize, channels(img));
+        let mut pixels: Vec<u8> = (0..w * h).flat_map(|_| fill.iter().copied()).collect();
+        let src = &img.pixels;
+        let at = |x: i64, y: i64, ch: usize| -> f64 {
+            let (x, y) = (x.clamp(0, w as i64 - 1) as usize, y.clamp(0, h as i64 - 1) as usize);
+            f64::from(src[(y * w + x) * c + ch])
+        };
+        let to_u8 = |v: f64| if v <= 0.0 { 0 } else if v >= 255.0 { 255 } else { v as u8 };
+        for y in 0..h {
+            for x in 0..w {
+                let (xo, yo) = (x as f64 + 0.5, y as f64 + 0.5);
+                let xin = m[0] * xo + m[1] * yo + m[2];
+                let yin = m[3] * xo + m[4] * yo + m[5];
+                if !(xin >= 0.0 && xin < w as f64 && yin >= 0.0 && yin < h as f64) {
+                    continue;
+                }
+                let (xs, ys) = (xin - 0.5, yin - 0.5);
+                let (xf, yf) = (xs.floor(), ys.floor());
+                let (dx, dy) = (xs - xf, ys - yf);
+                let (x0, y0) = (xf as i64 - 1, yf as i64 - 1);
+                let out = &mut pixels[(y * w + x) * c..(y * w + x + 1) * c];
+                if x0 >= 0 && y0 >= 0 && x0 + 3 < w as i64 && y0 + 3 < h as i64 {
+                    // All 16 neighbours inside: no clamping (the same arithmetic as below).
+                    let (x0, y0) = (x0 as usize, y0 as usize);
+                    for (ch, o) in out.iter_mut().enumerate() {
+                        let mut r = [0f64; 4];
+                        for (j, rj) in r.iter_mut().enumerate() {
+                            let base = ((y0 + j) * w + x0) * c + ch;
+                            let p = |i: usize| f64::from(src[base + i * c]);
+                            *rj = cubic(p(0), p(1), p(2), p(3), dx);
+                        }
+                        *o = to_u8(cubic(r[0], r[1], r[2], r[3], dy));
+                    }
+                } else {
+                    for (ch, o) in out.iter_mut().enumerate() {
+                        let r = |j: i64| cubic(at(x0, y0 + j, ch), at(x0 + 1, y0 + j, ch), at(x0 + 2, y0 + j, ch), at(x0 + 3, y0 + j, ch), dx);
+                        *o = to_u8(cubic(r(0), r(1), r(2), r(3), dy));
+                    }
+                }
+            }
+        }
+        img.with_pixels(pixels)
+    }
+
+    /// The fast paths give the per-tap transcription's bytes exactly, interior and edges, for
+    /// the ops' matrices and for arbitrary ones (scaled, rotated, off the image).
+    #[test]
+    fn affine_fast_paths_equal_the_transcription() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for c in [1u8, 3] {
+            for (w, h) in [(37, 29), (4, 4), (1, 5), (64, 48)] {
+                let img = texture(w, h, c);
+                let fill: Vec<u8> = (0..c).map(|i| 100 + i * 7).collect();
+                for _ in 0..25 {
+                    let a = uniform(&mut rng, -0.6, 0.6);
+                    let s = uniform(&mut rng, 0.7, 1.4);
+                    let m = [
+                        s * a.cos(),
+                        uniform(&mut rng, -0.4, 0.4) + a.sin(),
+                        uniform(&mut rng, -20.0, 20.0),
+                        -a.sin(),
+                        s * a.cos(),
+                        uniform(&mut rng, -20.0, 20.0),
+                    ];
+                    assert_eq!(affine(&img, m, &fill), affine_reference(&img, m, &fill), "{c} channels, {w}x{h}, {m:?}");
+                }
+                // RandAugment's own: shears and translations (dx or dy exactly 0), whole pixels.
+                let ops = [
+                    [1.0, 0.27, 0.0, 0.0, 1.0, 0.0],
+                    [1.0, -0.3, 0.0, 0.0, 1.0, 0.0],
+                    [1.0, 0.0, 0.0, -0.19, 1.0, 0.0],
+                    [1.0, 0.0, 3.7, 0.0, 1.0, 0.0],
+                    [1.0, 0.0, 0.0, 0.0, 1.0, -5.3],
+                    [1.0, 0.0, -2.0, 0.0, 1.0, 1.0],
+                ];
+                for m in ops {
+                    assert_eq!(affine(&img, m, &fill), affine_reference(&img, m, &fill), "{c} channels, {w}x{h}, {m:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_op_runs_on_grey_and_rgb() {
