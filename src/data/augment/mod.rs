@@ -12,6 +12,9 @@ pub(crate) mod mixup;
 mod randaug;
 mod resize;
 
+#[cfg(test)]
+mod pillow_parity;
+
 pub use mixup::{MixupCutmix, smoothed_targets};
 
 use rand::Rng;

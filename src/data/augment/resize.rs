@@ -2,7 +2,8 @@
 //!
 //! The resampler is Pillow's (`Resample.c`): separable bicubic (Keys, a = -0.5) whose support
 //! widens with the shrink factor (antialiasing), 22-bit fixed-point coefficients, and a u8
-//! image between the horizontal and the vertical pass, horizontal first as in Pillow <= 12.
+//! image between the two passes, in Pillow 13's order (vertical first when the height shrinks by
+//! more than twice as many pixels as the width; Pillow <= 12 always went horizontal first).
 //! Matching it keeps our inputs identical to what the reference recipe trains on, not merely
 //! close.
 
@@ -145,42 +146,65 @@ fn resize_bicubic_any(img: &Image, out_w: usize, out_h: usize) -> Image {
     if (w, h) == (out_w, out_h) {
         return img.clone();
     }
-    let vert = Coeffs::new(h, out_h);
-    let mut first = 0;
-    let (mut src, mut src_h) = (std::borrow::Cow::Borrowed(&img.pixels[..]), h);
-    if out_w != w {
-        // Only the rows the vertical pass reads are resampled horizontally.
-        let (first_row, last) = if out_h != h { (vert.start[0], vert.start[out_h - 1] + vert.len[out_h - 1]) } else { (0, h) };
-        let horiz = Coeffs::new(w, out_w);
-        let mut tmp = vec![0u8; (last - first_row) * out_w * c];
-        for (y, dst) in (first_row..last).zip(tmp.chunks_exact_mut(out_w * c)) {
-            resample_row(&img.pixels[y * w * c..(y + 1) * w * c], c, &horiz, dst);
+    let horiz = (out_w != w).then(|| Coeffs::new(w, out_w));
+    let vert = (out_h != h).then(|| Coeffs::new(h, out_h));
+    let pixels = match (horiz, vert) {
+        (Some(horiz), None) => horizontal_pass(&img.pixels, w, c, 0..h, &horiz),
+        (None, Some(vert)) => vertical_pass(&img.pixels, w * c, &vert, 0),
+        (Some(horiz), Some(vert)) if vertical_first(w, h, out_w, out_h) => {
+            horizontal_pass(&vertical_pass(&img.pixels, w * c, &vert, 0), w, c, 0..out_h, &horiz)
         }
-        first = first_row;
-        (src, src_h) = (std::borrow::Cow::Owned(tmp), last - first_row);
+        (Some(horiz), Some(vert)) => {
+            // Only the rows the vertical pass reads are resampled horizontally.
+            let (first, last) = (vert.start[0], vert.start[out_h - 1] + vert.len[out_h - 1]);
+            vertical_pass(&horizontal_pass(&img.pixels, w, c, first..last, &horiz), out_w * c, &vert, first)
+        }
+        (None, None) => unreachable!("the sizes differ"),
+    };
+    Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels }
+}
+
+/// Pillow 13's order of the two passes: vertical first when the height loses more than twice
+/// as many pixels as the width (`ImagingResampleInner`). Pillow <= 12 always ran the horizontal
+/// pass first; the two orders round the u8 image between the passes differently, by at most 1.
+fn vertical_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
+    let shrink_h = h as i64 - out_h as i64;
+    shrink_h > 0 && shrink_h > (w as i64 - out_w as i64) * 2
+}
+
+/// The rows `rows` of a `w`-wide image with `c` channels, each resampled to `horiz`'s width.
+#[inline(always)]
+fn horizontal_pass(src: &[u8], w: usize, c: usize, rows: std::ops::Range<usize>, horiz: &Coeffs) -> Vec<u8> {
+    let out_stride = horiz.start.len() * c;
+    let mut out = vec![0u8; rows.len() * out_stride];
+    for (y, dst) in rows.zip(out.chunks_exact_mut(out_stride)) {
+        resample_row(&src[y * w * c..(y + 1) * w * c], c, horiz, dst);
     }
-    if out_h != h {
-        let stride = out_w * c;
-        let mut out = vec![0u8; out_h * stride];
-        let mut acc = vec![0i32; stride];
-        for (yy, dst) in out.chunks_exact_mut(stride).enumerate() {
-            let (start, k) = vert.taps(yy);
-            let start = start - first;
-            debug_assert!(start + k.len() <= src_h);
-            acc.fill(HALF);
-            for (j, &kv) in k.iter().enumerate() {
-                let row = &src[(start + j) * stride..(start + j + 1) * stride];
-                for (a, &p) in acc.iter_mut().zip(row) {
-                    *a += i32::from(p) * kv;
-                }
-            }
-            for (d, &a) in dst.iter_mut().zip(&acc) {
-                *d = clip8(a);
+    out
+}
+
+/// Resamples columns: output row `yy` from the rows `vert` names, counted from row `first` of
+/// `src` (rows of `stride` bytes).
+#[inline(always)]
+fn vertical_pass(src: &[u8], stride: usize, vert: &Coeffs, first: usize) -> Vec<u8> {
+    let out_h = vert.start.len();
+    let mut out = vec![0u8; out_h * stride];
+    let mut acc = vec![0i32; stride];
+    for (yy, dst) in out.chunks_exact_mut(stride).enumerate() {
+        let (start, k) = vert.taps(yy);
+        let start = start - first;
+        acc.fill(HALF);
+        for (j, &kv) in k.iter().enumerate() {
+            let row = &src[(start + j) * stride..(start + j + 1) * stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i32::from(p) * kv;
             }
         }
-        return Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: out };
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = clip8(a);
+        }
     }
-    Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: src.into_owned() }
+    out
 }
 
 /// The `h x w` window at (`top`, `left`); what falls outside the image is 0, as PIL's crop
@@ -311,48 +335,56 @@ mod tests {
         (ss >> PRECISION_BITS).clamp(0, 255) as u8
     }
     
-    /// PIL `Image.resize((out_w, out_h), BICUBIC)`.
+    /// PIL `Image.resize((out_w, out_h), BICUBIC)` written plainly (each output a fold over its
+    /// taps in i64), with `ImagingResampleInner`'s order of the passes as Pillow 13 has it.
     fn resize_reference(img: &Image, out_w: usize, out_h: usize) -> Image {
         let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
         if (w, h) == (out_w, out_h) {
             return img.clone();
         }
         let half = 1i64 << (PRECISION_BITS - 1);
-        let mut vert = RefCoeffs::new(h, out_h);
-        let (mut src, mut src_h) = (img.pixels.clone(), h);
-        if out_w != w {
-            // Only the rows the vertical pass reads are resampled horizontally.
-            let first = vert.taps[0].0;
-            let last = vert.taps.last().map(|(s, k)| s + k.len()).unwrap_or(first);
-            let horiz = RefCoeffs::new(w, out_w);
-            let mut tmp = vec![0u8; (last - first) * out_w * c];
-            for (ty, y) in (first..last).enumerate() {
-                let row = &img.pixels[y * w * c..(y + 1) * w * c];
+        // `rows` rows `sw` pixels wide, each resampled to `out_w`.
+        let horizontal = |src: &[u8], sw: usize, rows: usize| -> Vec<u8> {
+            let horiz = RefCoeffs::new(sw, out_w);
+            let mut out = vec![0u8; rows * out_w * c];
+            for y in 0..rows {
                 for (xx, (start, k)) in horiz.taps.iter().enumerate() {
                     for ch in 0..c {
-                        let ss = k.iter().enumerate().fold(half, |ss, (i, &kv)| ss + i64::from(row[(start + i) * c + ch]) * i64::from(kv));
-                        tmp[(ty * out_w + xx) * c + ch] = clip8_ref(ss);
+                        let ss = k.iter().enumerate().fold(half, |ss, (i, &kv)| ss + i64::from(src[(y * sw + start + i) * c + ch]) * i64::from(kv));
+                        out[(y * out_w + xx) * c + ch] = clip8_ref(ss);
                     }
                 }
             }
-            for t in &mut vert.taps {
-                t.0 -= first;
-            }
-            (src, src_h) = (tmp, last - first);
-        }
-        if out_h != h {
-            let stride = out_w * c;
+            out
+        };
+        // Columns of an image `sw` pixels wide whose first row is the source's row `first`.
+        let vertical = |src: &[u8], sw: usize, first: usize| -> Vec<u8> {
+            let vert = RefCoeffs::new(h, out_h);
+            let stride = sw * c;
             let mut out = vec![0u8; out_h * stride];
             for (yy, (start, k)) in vert.taps.iter().enumerate() {
-                debug_assert!(start + k.len() <= src_h);
                 for i in 0..stride {
-                    let ss = k.iter().enumerate().fold(half, |ss, (j, &kv)| ss + i64::from(src[(start + j) * stride + i]) * i64::from(kv));
+                    let ss = k.iter().enumerate().fold(half, |ss, (j, &kv)| ss + i64::from(src[(start - first + j) * stride + i]) * i64::from(kv));
                     out[yy * stride + i] = clip8_ref(ss);
                 }
             }
-            src = out;
-        }
-        Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels: src }
+            out
+        };
+        let (dh, dw) = (h as i64 - out_h as i64, w as i64 - out_w as i64);
+        let pixels = if out_w == w {
+            vertical(&img.pixels, w, 0)
+        } else if out_h == h {
+            horizontal(&img.pixels, w, h)
+        } else if dh > 0 && dh > dw * 2 {
+            horizontal(&vertical(&img.pixels, w, 0), w, out_h)
+        } else {
+            // Horizontal first, over the rows the vertical pass reads.
+            let vert = RefCoeffs::new(h, out_h);
+            let first = vert.taps[0].0;
+            let last = vert.taps.last().map(|(s, k)| s + k.len()).unwrap_or(first);
+            vertical(&horizontal(&img.pixels[first * w * c..last * w * c], w, last - first), out_w, first)
+        };
+        Image { width: out_w as u32, height: out_h as u32, channels: img.channels, pixels }
     }
 
     #[test]
@@ -387,10 +419,14 @@ mod tests {
         // Upscaling: Pillow gives [0, 53, 202, 255] (edge taps clamp, the lobes are clipped).
         let img = gray(2, 1, vec![0, 255]);
         assert_eq!(resize_bicubic(&img, 4, 1).pixels, vec![0, 53, 202, 255]);
-        // Widening while shortening: horizontal pass first, rounded to u8, then vertical, as in
-        // Pillow <= 12 (Pillow 13 runs the vertical pass first when height shrinks the most).
+        // Widening while shortening: Pillow 13 runs the vertical pass first (the height loses
+        // more than twice the pixels the width does), rounds to u8, then the horizontal one.
+        // Pillow 12.3 went horizontal first and gave 124, 87, 80, 139, 124 where this has 123,
+        // 86, 77, 138, 123. The transpose keeps horizontal first in both versions.
         let img = gray(6, 8, (0..48u32).map(|i| ((i * 53 + 17) % 256) as u8).collect());
-        assert_eq!(resize_bicubic(&img, 9, 3).pixels, PIL12_6X8_TO_9X3.to_vec());
+        assert_eq!(resize_bicubic(&img, 9, 3).pixels, PIL13_6X8_TO_9X3.to_vec());
+        let img = gray(8, 6, (0..48u32).map(|i| ((i * 53 + 17) % 256) as u8).collect());
+        assert_eq!(resize_bicubic(&img, 3, 9).pixels, PIL13_8X6_TO_3X9.to_vec());
         // A constant image stays constant whatever the factors.
         let img = Image { width: 13, height: 7, channels: 3, pixels: vec![77; 13 * 7 * 3] };
         let out = resize_bicubic(&img, 5, 11);
@@ -398,10 +434,13 @@ mod tests {
         assert!(out.pixels.iter().all(|&p| p == 77));
     }
 
-    /// Pillow 12.3 `Image.frombytes("L", (6, 8), bytes((i * 53 + 17) % 256 for i in range(48)))
-    /// .resize((9, 3), BICUBIC)`.
-    const PIL12_6X8_TO_9X3: [u8; 27] = [
-        83, 99, 131, 170, 174, 155, 124, 102, 92, 108, 87, 80, 124, 139, 138, 143, 128, 113, 124, 157, 187, 164, 134, 108, 98, 118, 138,
+    /// Pillow 13.0 `Image.frombytes("L", (6, 8), bytes((i * 53 + 17) % 256 for i in range(48)))
+    /// .resize((9, 3), BICUBIC)`, and the same bytes as an 8x6 image resized to 3x9.
+    const PIL13_6X8_TO_9X3: [u8; 27] = [
+        83, 99, 131, 170, 174, 155, 123, 102, 92, 108, 86, 77, 124, 138, 138, 143, 128, 113, 123, 157, 187, 164, 134, 108, 98, 118, 138,
+    ];
+    const PIL13_8X6_TO_3X9: [u8; 27] = [
+        64, 164, 83, 115, 144, 127, 166, 109, 173, 149, 69, 166, 94, 110, 114, 69, 152, 85, 142, 114, 151, 157, 127, 157, 149, 148, 143,
     ];
 
     #[test]
