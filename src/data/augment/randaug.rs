@@ -168,7 +168,9 @@ pub(crate) fn invert(img: &Image) -> Image {
     same_lut(img, |i| 255 - i as u8)
 }
 
-/// `ImageOps.posterize` behind timm's guard (8+ bits is a no-op); 0 or fewer bits clears all.
+/// `ImageOps.posterize` behind timm's guard (8+ bits is a no-op). 0 bits (PosterizeIncreasing
+/// when the magnitude noise reaches the cap) clears all, as Pillow <= 12 did and MAE's own runs
+/// had it; Pillow 13 raises instead, and timm's transform then fails on that image.
 pub(crate) fn posterize(img: &Image, bits: i32) -> Image {
     if bits >= 8 {
         return img.clone();
@@ -712,6 +714,18 @@ mod tests {
     }
 
     const SHEAR03_PIL: [u8; 16] = [1, 12, 22, 31, 43, 54, 65, 71, 86, 96, 107, 128, 130, 140, 150, 128];
+
+    /// Pillow's FLOOR (C's `floor` below 0, truncation above), around integers and zero.
+    #[test]
+    fn floor_i_is_floor() {
+        for v in [-0.5f64, -0.25, -0.0, 0.0, 0.3, 1.0, 2.9999999, 223.5, 17.0, -1.0, -1.5] {
+            let up = f64::from_bits(v.to_bits() + 1);
+            let down = if v == 0.0 { -f64::MIN_POSITIVE } else { f64::from_bits(v.to_bits() - 1) };
+            for x in [v, up, down] {
+                assert_eq!(floor_i(x), x.floor() as i64, "{x}");
+            }
+        }
+    }
 
     /// The fast paths give the bytes of the plain per-tap transcription (`affine_any`, which
     /// clamps every tap) exactly, interior and edges, for the ops' matrices and for arbitrary
