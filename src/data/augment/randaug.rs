@@ -479,6 +479,13 @@ fn rotate_quarters(img: &Image, quarter: u8) -> Image {
     Image { width: ow as u32, height: oh as u32, channels: img.channels, pixels }
 }
 
+/// Python's `round(v, 15)` (which `Image.rotate` applies to cos and sin, snapping exact quarter
+/// angles to 0 and 1): the exact value rounded to 15 decimals, then the nearest double. Scaling
+/// by 1e15 instead rounds an already rounded product and is one unit off for a few % of angles.
+fn round15(v: f64) -> f64 {
+    format!("{v:.15}").parse().unwrap_or(v)
+}
+
 /// `Image.rotate(degrees, BICUBIC, fillcolor=fill)`: counter-clockwise about the centre, same
 /// size; Pillow's exact paths for 0, 180 and (square images) 90/270 degrees.
 pub(crate) fn rotate(img: &Image, degrees: f64, fill: &[u8]) -> Image {
@@ -492,10 +499,8 @@ pub(crate) fn rotate(img: &Image, degrees: f64, fill: &[u8]) -> Image {
     if (angle == 90.0 || angle == 270.0) && img.width == img.height {
         return rotate_quarters(img, if angle == 90.0 { 1 } else { 3 });
     }
-    // Python's round(v, 15), which snaps cos/sin of exact quarter angles to 0 and 1.
-    let r15 = |v: f64| (v * 1e15).round() / 1e15;
     let a = -angle.to_radians();
-    let mut m = [r15(a.cos()), r15(a.sin()), 0.0, r15(-a.sin()), r15(a.cos()), 0.0];
+    let mut m = [round15(a.cos()), round15(a.sin()), 0.0, round15(-a.sin()), round15(a.cos()), 0.0];
     let (cx, cy) = (f64::from(img.width) / 2.0, f64::from(img.height) / 2.0);
     m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx;
     m[5] = m[3] * -cx + m[4] * -cy + m[5] + cy;
@@ -687,6 +692,23 @@ mod tests {
         let img = gray(4, 4, (0..16).map(|i| i * 10).collect());
         let out = rotate(&img, 10.0, &[128]);
         assert_eq!(out.pixels, ROTATE10_PIL.to_vec());
+    }
+
+    /// Python 3: `round(math.cos(-math.radians(-29.6689)), 15)` and friends.
+    #[test]
+    fn round15_is_pythons_round() {
+        let cases = [
+            (0.8689003201386946, 0.868900320138695),
+            (0.8737976862986775, 0.873797686298677),
+            (0.8745630089480345, 0.874563008948035),
+            (0.8760871354294495, 0.876087135429449),
+            (0.48169249518046453, 0.481692495180465),
+            (6.123233995736766e-17, 0.0),
+            (-0.9999999999999999, -1.0),
+        ];
+        for (v, want) in cases {
+            assert_eq!(round15(v).to_bits(), f64::to_bits(want), "{v}");
+        }
     }
 
     const ROTATE10_PIL: [u8; 16] = [0, 11, 27, 40, 25, 45, 68, 84, 65, 81, 104, 124, 109, 122, 138, 153];
