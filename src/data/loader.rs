@@ -94,9 +94,9 @@ fn make_train_batch(
 ) -> Batch {
     let size = transform.input_size;
     let c = data.channels as usize;
-    let (mut images, labels) = gather(data, idx, c * size * size, |i, img| {
+    let (mut images, labels) = gather(data, idx, c * size * size, |i, img, slot| {
         let mut rng = sample_rng(seed, epoch, i as u64);
-        transform.apply(img, &mut rng)
+        transform.apply_into(img, &mut rng, slot);
     });
     let mut rng = sample_rng(seed, epoch, (1u64 << 62) + batch_no);
     let targets = match mix {
@@ -106,12 +106,12 @@ fn make_train_batch(
     Batch { size: labels.len(), images, channels: c, height: size, width: size, labels, targets }
 }
 
-/// The items `idx` read and made into samples of `n` floats by `make` (given the item's index) on
-/// all cores, each written into its place of one batch buffer by the thread that made it: on
-/// many cores a serial gather of the batch (77 MB at 128 x 224 px) would cost as much as the
-/// augmentation itself. Unreadable images are recorded and leave the batch. Returns the images
+/// The items `idx` read and made into samples of `n` floats by `make` (given the item's index,
+/// its image and its slot of the batch buffer, which it fills) on all cores: on many cores a
+/// serial gather of the batch (77 MB at 128 x 224 px) would cost as much as the augmentation
+/// itself, and a buffer per sample would add an allocation and a copy. Unreadable images are recorded and leave the batch. Returns the images
 /// and their labels, in `idx` order.
-fn gather(data: &SplitData, idx: &[usize], n: usize, make: impl Fn(usize, &Image) -> Vec<f32> + Sync) -> (Vec<f32>, Vec<u32>) {
+fn gather(data: &SplitData, idx: &[usize], n: usize, make: impl Fn(usize, &Image, &mut [f32]) + Sync) -> (Vec<f32>, Vec<u32>) {
     let mut images = vec![0f32; idx.len() * n];
     let labels: Vec<Option<u32>> = images
         .par_chunks_mut(n.max(1))
@@ -120,7 +120,7 @@ fn gather(data: &SplitData, idx: &[usize], n: usize, make: impl Fn(usize, &Image
             let item = &data.items[i];
             match data.reader.read(&item.key, data.channels) {
                 Ok(img) => {
-                    slot.copy_from_slice(&make(i, &img));
+                    make(i, &img, slot);
                     Some(item.label)
                 }
                 Err(e) => {
@@ -159,7 +159,7 @@ pub fn eval_batches<'scope, 'env>(
     scope.spawn(move || {
         let all: Vec<usize> = (0..data.items.len()).collect();
         for idx in all.chunks(batch.max(1)) {
-            let (images, labels) = gather(data, idx, c * size * size, |_, img| transform.apply(img));
+            let (images, labels) = gather(data, idx, c * size * size, |_, img, slot| transform.apply_into(img, slot));
             let b = Batch { size: labels.len(), images, channels: c, height: size, width: size, labels, targets: Vec::new() };
             if tx.send(b).is_err() {
                 return; // the caller stopped early

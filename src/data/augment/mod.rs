@@ -97,7 +97,16 @@ impl Normalize {
     }
 
     /// `ToTensor` + `Normalize`: HWC u8 to CHW f32, in float32 as torch computes it.
+    #[cfg(test)]
     fn to_chw(&self, img: &Image) -> Vec<f32> {
+        let mut out = vec![0f32; img.pixels.len()];
+        self.to_chw_into(img, &mut out);
+        out
+    }
+
+    /// `ToTensor` + `Normalize` into `out` (the image's size): HWC u8 to CHW f32, in float32 as
+    /// torch computes it.
+    fn to_chw_into(&self, img: &Image, out: &mut [f32]) {
         let c = img.channels as usize;
         assert!(
             self.mean.len() == c && self.std.len() == c,
@@ -109,7 +118,7 @@ impl Normalize {
         // One table per channel: the same f32 expression, evaluated once per value.
         let luts: Vec<[f32; 256]> =
             (0..c).map(|ch| std::array::from_fn(|p| (p as f32 / 255.0 - self.mean[ch]) / self.std[ch])).collect();
-        let mut out = vec![0f32; img.pixels.len()];
+        assert_eq!(out.len(), img.pixels.len(), "the output holds the image");
         if c == 3 {
             let (r, gb) = out.split_at_mut(hw);
             let (g, b) = gb.split_at_mut(hw);
@@ -123,7 +132,6 @@ impl Normalize {
                 }
             }
         }
-        out
     }
 }
 
@@ -163,6 +171,20 @@ impl TrainTransform {
 
     /// Returns CHW f32, normalised, erased; length channels*input_size*input_size.
     pub fn apply(&self, img: &Image, rng: &mut impl Rng) -> Vec<f32> {
+        let x = self.augment(img, rng);
+        let mut out = vec![0f32; x.pixels.len()];
+        self.finish(&x, rng, &mut out);
+        out
+    }
+
+    /// `apply` written into `out` (a batch's slot for the sample), with no buffer of its own.
+    pub fn apply_into(&self, img: &Image, rng: &mut impl Rng, out: &mut [f32]) {
+        let x = self.augment(img, rng);
+        self.finish(&x, rng, out);
+    }
+
+    /// The u8 stages: RandomResizedCrop, flip, RandAugment.
+    fn augment(&self, img: &Image, rng: &mut impl Rng) -> Image {
         let n = self.input_size;
         let (top, left, h, w) = resize::rrc_params(img.width, img.height, self.scale, self.ratio, rng);
         let crop = resize::crop(img, top as i64, left as i64, h, w);
@@ -173,9 +195,13 @@ impl TrainTransform {
         if let Some(spec) = &self.randaug {
             x = randaug::rand_augment(x, spec, &self.normalize.fill(), rng);
         }
-        let mut t = self.normalize.to_chw(&x);
-        erasing::random_erasing(&mut t, img.channels as usize, n, n, self.reprob, rng);
-        t
+        x
+    }
+
+    /// ToTensor + Normalize into `out`, then RandomErasing there.
+    fn finish(&self, x: &Image, rng: &mut impl Rng, out: &mut [f32]) {
+        self.normalize.to_chw_into(x, out);
+        erasing::random_erasing(out, x.channels as usize, x.height as usize, x.width as usize, self.reprob, rng);
     }
 }
 
@@ -197,10 +223,17 @@ impl EvalTransform {
 
     /// CHW f32, normalised; length channels*input_size*input_size.
     pub fn apply(&self, img: &Image) -> Vec<f32> {
+        let mut out = vec![0f32; usize::from(img.channels) * self.input_size * self.input_size];
+        self.apply_into(img, &mut out);
+        out
+    }
+
+    /// `apply` written into `out`.
+    pub fn apply_into(&self, img: &Image, out: &mut [f32]) {
         let size = (self.input_size as f64 / self.crop_pct) as usize;
         let resized = resize::resize_shorter(img, size);
         let crop = resize::center_crop(&resized, self.input_size, self.input_size);
-        self.normalize.to_chw(&crop)
+        self.normalize.to_chw_into(&crop, out);
     }
 }
 
