@@ -506,11 +506,13 @@ fn run(cli: Cli) -> Result<(), Error> {
 /// glibc's malloc hands every block above its adaptive mmap threshold back to the kernel when it
 /// is freed, and trims the heap as soon as 128 KiB at its top is free: the training transform,
 /// whose few intermediate images per sample are each a few hundred KiB, then pays a fresh mmap,
-/// page faults and munmap for every one. With blocks up to 64 MiB kept in the heap and 256 MiB
-/// of free heap allowed before trimming, the transform runs 1.30x faster per core and the demo's
-/// fine-tune on the CPU about 1.15x, its peak memory 138-139 -> 143 MB
-/// (`benches/results/malloc-cpu-2026-11-28.txt`). Batches (77 MB at ViT-B's 128 x 224 px) stay
-/// mmapped. A user's own settings (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_*_`) are left alone.
+/// page faults and munmap for every one. With blocks up to 16 MiB kept in the heap and 32 MiB of
+/// free heap allowed before trimming, the transform runs 1.30x faster per core and the demo's
+/// fine-tune on the CPU about 1.15x, its peak memory 138-139 -> 142-143 MB
+/// (`benches/results/malloc-cpu-2026-11-28.txt`; 64 and 256 MiB measured the same, and the
+/// smaller values bound what each of the loader threads' arenas keeps). Batches (77 MB at
+/// ViT-B's 128 x 224 px) and decoded photos over 16 MiB stay mmapped. A user's own settings
+/// (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_*_`) are left alone.
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -519,8 +521,8 @@ fn tune_malloc() {
         if !user_set {
             // SAFETY: mallopt only sets the allocator's parameters; called before any thread exists.
             unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
             }
         }
     }
