@@ -503,26 +503,30 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// glibc's malloc hands every block above its adaptive mmap threshold back to the kernel when it
-/// is freed, and trims the heap as soon as 128 KiB at its top is free: the training transform,
-/// whose few intermediate images per sample are each a few hundred KiB, then pays a fresh mmap,
-/// page faults and munmap for every one. With blocks up to 16 MiB kept in the heap and 32 MiB of
-/// free heap allowed before trimming, the transform runs 1.30x faster per core and the demo's
-/// fine-tune on the CPU about 1.15x, its peak memory 138-139 -> 142-143 MB
-/// (`benches/results/malloc-cpu-2026-11-28.txt`; 64 and 256 MiB measured the same, and the
-/// smaller values bound what each of the loader threads' arenas keeps). Batches (77 MB at
-/// ViT-B's 128 x 224 px) and decoded photos over 16 MiB stay mmapped. A user's own settings
-/// (`GLIBC_TUNABLES=glibc.malloc...`, `MALLOC_*_`) are left alone.
+/// glibc's malloc starts with a 128 KiB mmap threshold and trims the heap's top as soon as that
+/// much of it is free, raising both only as large blocks come and go. The training transform
+/// frees a few intermediate images of a few hundred KiB per sample, so the heap kept shrinking
+/// and growing again, each time with fresh page faults (`strace -c` of `bench pipeline`: 1097
+/// brk and 68 madvise calls, against 10 and 3). Fixing the thresholds at the ceiling glibc's own
+/// adaptation can reach on 64-bit (blocks up to 32 MiB from the heap, 64 MiB of free heap before
+/// trimming) makes the transform 1.30x faster per core and the demo's CPU fine-tune 1.09-1.26x,
+/// for a few MB more peak memory (`benches/results/malloc-cpu-2026-11-28.txt`): no arena keeps
+/// more than glibc's warmed-up limits would let it. Batches (77 MB at ViT-B's 128 x 224 px) stay
+/// mmapped. A user's own threshold settings (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
+/// `MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_`, or the same in `GLIBC_TUNABLES`) are left alone.
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let user_set = std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains("glibc.malloc."))
-            || std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("MALLOC_"));
+        const KNOBS: [&str; 4] = ["mmap_threshold", "trim_threshold", "top_pad", "mmap_max"];
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        let user_set = KNOBS.iter().any(|k| {
+            tunables.contains(&format!("glibc.malloc.{k}")) || std::env::var_os(format!("MALLOC_{}_", k.to_uppercase())).is_some()
+        });
         if !user_set {
             // SAFETY: mallopt only sets the allocator's parameters; called before any thread exists.
             unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
             }
         }
     }
