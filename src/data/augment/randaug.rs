@@ -327,7 +327,6 @@ fn smooth(img: &Image) -> Vec<u8> {
 }
 
 /// The cubic of Pillow's `Image.transform` (Geometry.c), which is a = -1, not resize's -0.5.
-#[inline(always)]
 fn cubic(v1: f64, v2: f64, v3: f64, v4: f64, d: f64) -> f64 {
     let p1 = v2;
     let p2 = -v1 + v3;
@@ -348,7 +347,6 @@ pub(crate) fn affine(img: &Image, m: [f64; 6], fill: &[u8]) -> Image {
 }
 
 /// Pillow's `FLOOR` of a coordinate, as an integer (exact for the image-sized values here).
-#[inline(always)]
 fn floor_i(v: f64) -> i64 {
     let t = v as i64;
     if t as f64 > v { t - 1 } else { t }
@@ -363,7 +361,6 @@ fn bicubic_at(img: &Image, x0: i64, y0: i64, dx: f64, dy: f64, ch: usize) -> f64
     cubic(r(0), r(1), r(2), r(3), dy)
 }
 
-#[inline(always)]
 fn to_u8(v: f64) -> u8 {
     if v <= 0.0 {
         0
