@@ -216,6 +216,15 @@ struct TrainArgs {
     /// Without --study: a model preset (default vit_base_patch16).
     #[arg(long, conflicts_with = "study")]
     model: Option<String>,
+    /// With --dataset fashion-mnist: its folder, when not Debian's.
+    #[arg(long, conflicts_with = "study")]
+    root: Option<PathBuf>,
+    /// With an ImageFolder --dataset: the training split's folder under it (default train).
+    #[arg(long, conflicts_with = "study")]
+    train_split: Option<String>,
+    /// With an ImageFolder --dataset: the validation split's folder under it (default val).
+    #[arg(long, conflicts_with = "study")]
+    val_split: Option<String>,
     /// Train on this proxy manifest instead of the whole dataset.
     #[arg(long)]
     manifest: Option<PathBuf>,
@@ -244,6 +253,9 @@ impl From<TrainArgs> for app::finetune::TrainTarget {
             study: a.study,
             dataset: a.dataset,
             model: a.model,
+            root: a.root,
+            train_split: a.train_split,
+            val_split: a.val_split,
             manifest: a.manifest,
             sets: a.sets,
             device: a.device,

@@ -211,3 +211,76 @@ fn gradient_accumulation_steps_once_per_accum_micro_batches() {
     c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.accum_iter=5", "--out", "acc5", "--quiet"]);
     run(c).success().stdout_has("Completed after 2 steps");
 }
+
+#[test]
+fn clip_grad_clips_the_global_norm_and_a_loose_limit_changes_nothing() {
+    let dir = Dir::new();
+    tiny_study(&dir, 1);
+    let losses = |out: &str, set: Option<&str>| {
+        let mut c = dir.maestro();
+        c.args(["finetune", "--study", "tiny.yaml", "--out", out, "--quiet"]);
+        if let Some(s) = set {
+            c.args(["--set", s]);
+        }
+        run(c).success();
+        let r = result(&dir, out);
+        (r["epochs"][0]["train_loss"].as_f64().unwrap(), r["epochs"][0]["top1"].as_f64().unwrap())
+    };
+    let plain = losses("plain", None);
+    // A limit far above the gradient's norm multiplies by exactly 1 (as torch's clamp to 1.0).
+    assert_eq!(losses("loose", Some("finetune.clip_grad=1e9")), plain);
+    // A limit far below it shrinks every gradient to ~1e-12 of its size, where AdamW's eps
+    // (1e-8) swamps it: the first step's update, and so the loss after it, changes.
+    let tight = losses("tight", Some("finetune.clip_grad=1e-12"));
+    assert_ne!(tight.0, plain.0, "clip_grad=1e-12 trained as if unclipped");
+}
+
+#[test]
+fn a_refused_start_leaves_the_folder_as_it_was_and_paths_resolve_from_anywhere() {
+    let dir = Dir::new();
+    tiny_study(&dir, 1);
+    let mut c = dir.maestro();
+    c.args(["proxy", "build", "--dataset", "data", "--classes", "2", "--out", "p.manifest"]);
+    run(c).success();
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--manifest", "p.manifest", "--max-steps", "2", "--out", "ft", "--quiet"]);
+    run(c).success();
+    let spec = std::fs::read_to_string(dir.join("ft/finetune.json")).unwrap();
+    // Other settings into the same folder: refused, and the folder still describes its checkpoint.
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--manifest", "p.manifest", "--llrd", "0.6", "--max-steps", "2", "--out", "ft", "--quiet"]);
+    run(c).code_is(2).stderr_has("holds a checkpoint of other settings");
+    assert_eq!(std::fs::read_to_string(dir.join("ft/finetune.json")).unwrap(), spec);
+    // The same command from another folder, its paths spelled from there: the same spec.
+    std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+    let mut c = dir.maestro();
+    c.current_dir(dir.join("elsewhere"));
+    c.args(["finetune", "--study", "../tiny.yaml", "--manifest", "../p.manifest", "--max-steps", "2", "--out", "../ft", "--quiet"]);
+    run(c).success();
+    // A start refused for its settings creates no folder.
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.batch_size=1000", "--out", "never"]);
+    run(c).code_is(2);
+    assert!(!dir.join("never").exists(), "a refused start left a folder");
+}
+
+#[test]
+fn dataset_flags_name_the_data_without_a_study() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 4, 24, 6);
+    std::fs::rename(dir.join("data/train"), dir.join("data/training")).unwrap();
+    std::fs::rename(dir.join("data/val"), dir.join("data/validation")).unwrap();
+    let model = ["--set", "model={image_size: 16, patch_size: 4, embed_dim: 32, depth: 1, num_heads: 2}", "--set", "finetune.batch_size=8"];
+    let mut c = dir.maestro();
+    c.args(["finetune", "--dataset", "data", "--train-split", "training", "--val-split", "validation", "--max-steps", "1", "--out", "ft", "--quiet"]);
+    c.args(model);
+    run(c).success();
+    let mut c = dir.maestro();
+    c.args(["finetune", "--dataset", "data", "--root", "elsewhere", "--out", "x"]);
+    run(c).code_is(2).stderr_has("--root is Fashion-MNIST's folder");
+    // A preset keeps its other fields under --set model.X.
+    let mut c = dir.maestro();
+    c.args(["finetune", "--dataset", "data", "--train-split", "training", "--val-split", "validation", "--model", "vit_tiny_patch16"]);
+    c.args(["--set", "model.image_size=16", "--set", "model.mlp_ratio=0.001", "--out", "x"]);
+    run(c).code_is(2).stderr_has("model.mlp_ratio: 0.001 gives the MLP no hidden unit at embed_dim 192");
+}

@@ -13,6 +13,11 @@ pub struct TrainTarget {
     pub study: Option<PathBuf>,
     pub dataset: Option<String>,
     pub model: Option<String>,
+    /// Fashion-MNIST's folder (without --study).
+    pub root: Option<PathBuf>,
+    /// An ImageFolder dataset's split folders (without --study).
+    pub train_split: Option<String>,
+    pub val_split: Option<String>,
     pub manifest: Option<PathBuf>,
     pub sets: Vec<String>,
     pub device: String,
@@ -44,14 +49,27 @@ pub fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
         let mut node = &mut doc;
         let parts: Vec<&str> = key.split('.').collect();
         for (i, part) in parts.iter().enumerate() {
+            // A model named by its preset takes overrides as `{ preset: NAME, field: value }`.
+            if i == 1 && parts[0] == "model"
+                && let serde_yaml::Value::String(name) = node
+            {
+                let mut m = serde_yaml::Mapping::new();
+                m.insert("preset".into(), serde_yaml::Value::String(std::mem::take(name)));
+                *node = serde_yaml::Value::Mapping(m);
+            }
             let map = match node {
                 serde_yaml::Value::Mapping(m) => m,
-                other => {
-                    *other = serde_yaml::Value::Mapping(Default::default());
-                    match other {
+                serde_yaml::Value::Null => {
+                    *node = serde_yaml::Value::Mapping(Default::default());
+                    match node {
                         serde_yaml::Value::Mapping(m) => m,
                         _ => unreachable!(),
                     }
+                }
+                other => {
+                    let at = parts[..i].join(".");
+                    let value = serde_yaml::to_string(other).unwrap_or_default();
+                    return Err(Error::Usage(format!("--set {set}: `{at}` is the value {}, not a map with a `{part}` field", value.trim())));
                 }
             };
             let k = serde_yaml::Value::String(part.to_string());
@@ -73,11 +91,27 @@ pub fn study_for_cli(t: &TrainTarget) -> Result<LoadedStudy, Error> {
             (path.clone(), text)
         }
         None => {
-            let dataset = t.dataset.as_deref().ok_or_else(|| Error::Usage("give --study STUDY.yaml, or --dataset and --model".into()))?;
+            let dataset = t.dataset.as_deref().ok_or_else(|| Error::Usage("give --study STUDY.yaml, or --dataset (fashion-mnist or an ImageFolder root; --model picks the ViT, default vit_base_patch16)".into()))?;
+            let quote = |s: &str| serde_json::to_string(s).unwrap();
             let ds = if dataset == "fashion-mnist" {
-                "{ kind: fashion-mnist }".to_string()
+                if t.train_split.is_some() || t.val_split.is_some() {
+                    return Err(Error::Usage("--train-split and --val-split name an ImageFolder dataset's folders; Fashion-MNIST has its own files".into()));
+                }
+                match &t.root {
+                    Some(root) => format!("{{ kind: fashion-mnist, root: {} }}", quote(&root.to_string_lossy())),
+                    None => "{ kind: fashion-mnist }".to_string(),
+                }
             } else {
-                format!("{{ kind: imagefolder, root: {} }}", serde_json::to_string(dataset).unwrap())
+                if t.root.is_some() {
+                    return Err(Error::Usage(format!("--root is Fashion-MNIST's folder; an ImageFolder dataset's root is --dataset itself ({dataset})")));
+                }
+                let split = |key: &str, v: &Option<String>| v.as_deref().map(|v| format!(", {key}: {}", quote(v))).unwrap_or_default();
+                format!(
+                    "{{ kind: imagefolder, root: {}{}{} }}",
+                    quote(dataset),
+                    split("train", &t.train_split),
+                    split("val", &t.val_split)
+                )
             };
             let model = t.model.as_deref().unwrap_or("vit_base_patch16");
             (PathBuf::from("<command line>"), format!("name: finetune\ndataset: {ds}\nmodel: {model}\n"))
@@ -104,6 +138,12 @@ pub fn study_for_cli(t: &TrainTarget) -> Result<LoadedStudy, Error> {
     })
 }
 
+/// An input file's path as one spelling from every working folder: canonical when it exists
+/// (`..` and links resolved), else absolute (its absence is then reported where it is read).
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, Error> {
+    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
+}
+
 pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
     let t = &r.target;
     let loaded = study_for_cli(t)?;
@@ -112,12 +152,13 @@ pub fn spec_from_request(r: &FinetuneRequest) -> Result<FinetuneSpec, Error> {
     Ok(FinetuneSpec {
         name: t.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "finetune".into()),
         source: loaded.source(),
-        manifest: t.manifest.clone(),
+        // Absolute, so the spec (and the resume check on it) does not depend on the working folder.
+        manifest: t.manifest.as_deref().map(absolute).transpose()?,
         model,
         recipe: s.finetune.clone(),
         llrd: r.llrd.unwrap_or(s.finetune.layer_decay),
         blr: r.blr.unwrap_or(s.finetune.blr),
-        checkpoint: r.checkpoint.clone(),
+        checkpoint: r.checkpoint.as_deref().map(absolute).transpose()?,
         seed: t.seed.unwrap_or(s.seed),
         device: t.device.clone(),
         max_steps: t.max_steps,
@@ -202,4 +243,33 @@ pub fn trial(spec_path: &Path, quiet: bool) -> Result<(), Error> {
     crate::study::validate::problems_of(|c| crate::study::validate::check_finetune_spec(c, &spec)).map_err(bad_spec)?;
     let result = finetune::run(&spec, &out, quiet).map_err(train_error)?;
     report(&result, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(text: &str, sets: &[&str]) -> Result<serde_yaml::Value, Error> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Ok(serde_yaml::from_str(&apply_sets(text, &sets)?).unwrap())
+    }
+
+    #[test]
+    fn a_preset_model_keeps_its_preset_under_overrides() {
+        let doc = set("name: x\nmodel: vit_tiny_patch16\n", &["model.image_size=28", "model.patch_size=7"]).unwrap();
+        let model: crate::study::schema::ModelSpec = serde_yaml::from_value(doc["model"].clone()).unwrap();
+        let shape = model.shape().unwrap();
+        assert_eq!((shape.image_size, shape.patch_size, shape.embed_dim, shape.depth), (28, 7, 192, 12));
+        // Replacing the whole model still works.
+        let doc = set("name: x\nmodel: vit_tiny_patch16\n", &["model=vit_small_patch16"]).unwrap();
+        assert_eq!(doc["model"], serde_yaml::Value::String("vit_small_patch16".into()));
+    }
+
+    #[test]
+    fn descending_into_a_plain_value_is_refused_not_overwritten() {
+        let e = set("name: x\nseed: 3\n", &["seed.deep=1"]).unwrap_err().to_string();
+        assert!(e.contains("`seed` is the value 3, not a map with a `deep` field"), "{e}");
+        let doc = set("name: x\nfinetune:\n", &["finetune.epochs=2"]).unwrap();
+        assert_eq!(doc["finetune"]["epochs"], serde_yaml::Value::from(2));
+    }
 }

@@ -81,7 +81,8 @@ pub fn pretrain(r: &PretrainRequest) -> Result<(), Error> {
     }
     let spec = PretrainSpec {
         source: loaded.source(),
-        manifest: t.manifest.clone(),
+        // Absolute, so the spec (and the resume check on it) does not depend on the working folder.
+        manifest: t.manifest.as_deref().map(super::finetune::absolute).transpose()?,
         model: shape,
         recipe,
         seed: t.seed.unwrap_or(s.seed),

@@ -90,10 +90,7 @@ impl VitShape {
                 out.push((field, format!("must be at least 1, got {v}")));
             }
         }
-        if !out.is_empty() {
-            return out;
-        }
-        if self.image_size % self.patch_size != 0 {
+        if self.patch_size > 0 && self.image_size % self.patch_size != 0 {
             out.push((
                 "patch_size",
                 format!(
@@ -102,7 +99,7 @@ impl VitShape {
                 ),
             ));
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if self.num_heads > 0 && self.embed_dim % self.num_heads != 0 {
             out.push((
                 "num_heads",
                 format!("{} heads do not divide embed_dim {}", self.num_heads, self.embed_dim),
@@ -116,6 +113,11 @@ impl VitShape {
         }
         if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0) {
             out.push(("mlp_ratio", format!("must be positive, got {}", self.mlp_ratio)));
+        } else if self.embed_dim > 0 && self.mlp_hidden() == 0 {
+            out.push((
+                "mlp_ratio",
+                format!("{} gives the MLP no hidden unit at embed_dim {} (it has int(embed_dim x mlp_ratio) of them)", self.mlp_ratio, self.embed_dim),
+            ));
         }
         out
     }
@@ -155,5 +157,20 @@ mod tests {
         s.image_size = 28;
         s.patch_size = 5;
         assert_eq!(s.problems()[0].0, "patch_size");
+    }
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let mut s = VitShape::preset("vit_tiny_patch16").unwrap();
+        s.depth = 0;
+        s.patch_size = 5;
+        s.num_heads = 5;
+        s.mlp_ratio = 0.001;
+        let fields: Vec<_> = s.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["depth", "patch_size", "num_heads", "mlp_ratio"]);
+        s.num_heads = 0;
+        s.patch_size = 0;
+        let fields: Vec<_> = s.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["patch_size", "depth", "num_heads", "mlp_ratio"]);
     }
 }

@@ -90,6 +90,7 @@ pub fn check_finetune_spec(c: &mut Checker, spec: &crate::train::spec::FinetuneS
 pub fn check_pretrain_spec(c: &mut Checker, spec: &crate::train::pretrain::PretrainSpec) {
     check_shape(c, &spec.model);
     check_recipe(c, "pretrain", &spec.recipe);
+    check_against_model(c, "pretrain", &spec.recipe, &spec.model);
     if spec.max_steps == Some(0) {
         c.fail("max_steps", "must be at least 1, got 0");
     }
@@ -411,9 +412,18 @@ pub fn unbuilt_device(study: &Study) -> Option<(usize, DeviceSpec)> {
     study.execution.devices.iter().enumerate().find_map(|(i, d)| d.parse::<DeviceSpec>().ok().filter(|s| !s.compiled_in()).map(|s| (i, s)))
 }
 
-/// The encoder must see at least one patch at the model's resolution.
+/// [`check_against_model`] with the study's model, where it resolves.
 fn check_visible_patches(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe, study: &Study) {
-    if let Ok(shape) = study.model.shape()
+    if let Ok(shape) = study.model.shape() {
+        check_against_model(c, g, p, &shape);
+    }
+}
+
+/// What a pre-training recipe needs of its encoder: at least one visible patch at the model's
+/// resolution, and a decoder MLP with a hidden unit (the decoder takes the model's mlp_ratio).
+fn check_against_model(c: &mut Checker, g: &str, p: &crate::study::schema::PretrainRecipe, shape: &crate::model::config::VitShape) {
+    if shape.patch_size > 0
+        && shape.image_size % shape.patch_size == 0
         && p.mask_ratio > 0.0
         && p.mask_ratio < 1.0
         && crate::model::mae::kept_patches(shape.num_patches(), p.mask_ratio) == 0
@@ -421,6 +431,12 @@ fn check_visible_patches(c: &mut Checker, g: &str, p: &crate::study::schema::Pre
         c.fail(
             format!("{g}.mask_ratio"),
             format!("{} leaves no visible patch out of the model's {}", p.mask_ratio, shape.num_patches()),
+        );
+    }
+    if shape.mlp_ratio.is_finite() && shape.mlp_ratio > 0.0 && p.decoder_embed_dim > 0 && (p.decoder_embed_dim as f64 * shape.mlp_ratio) as usize == 0 {
+        c.fail(
+            format!("{g}.decoder_embed_dim"),
+            format!("{} with the model's mlp_ratio {} gives the decoder's MLP no hidden unit", p.decoder_embed_dim, shape.mlp_ratio),
         );
     }
 }

@@ -1,7 +1,8 @@
 //! One fine-tune run with MAE's recipe (main_finetune.py + engine_finetune.py), on any device.
 //!
 //! The loop: seeded epoch order, augmented batches prepared one ahead, soft-target
-//! cross-entropy (mixup/cutmix + label smoothing), gradient accumulation, the per-step LLRD
+//! cross-entropy (mixup/cutmix + label smoothing), gradient accumulation, gradient clipping by
+//! the global norm when `clip_grad` is set (`clip.rs`), the per-step LLRD
 //! schedule, and an evaluation of top-1/top-5 after every epoch. A checkpoint (model,
 //! optimizer, progress) is written atomically after every epoch; a run started again on the
 //! same folder with the same spec resumes from it and ends where an uninterrupted run would.
@@ -254,18 +255,12 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
 /// `checkpoint/`, `model.safetensors`.
 pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneResult, TrainError> {
     let r = &spec.recipe;
-    if r.clip_grad.is_some() {
-        return Err(TrainError::Setup("finetune.clip_grad: gradient clipping is not supported by this trainer yet; remove it (MAE's fine-tuning default is none)".into()));
-    }
     if !(spec.llrd > 0.0 && spec.llrd <= 1.0) {
         return Err(TrainError::Setup(format!("LLRD must be in (0, 1], got {}", spec.llrd)));
     }
     let dev_spec: DeviceSpec = spec.device.parse().map_err(TrainError::Setup)?;
     let device = dev_spec.burn_device().map_err(TrainError::Setup)?;
     let ad = device.clone().autodiff();
-    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-    write_atomic(&out_dir.join("finetune.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(io_err(out_dir))?;
-
     let data = load_data(spec)?;
     let classes = data.num_classes;
     let batch = r.batch_size;
@@ -357,6 +352,10 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
             Err(why) => set_aside(&dir, &why)?,
         }
     }
+    // Written once the settings are known to be usable and of this folder's checkpoint, so a
+    // refused start leaves the folder as it was.
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    write_atomic(&out_dir.join("finetune.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(io_err(out_dir))?;
     let mut sched = llrd::scheduler(&recipes, &schedule, state.step);
 
     let pb = progress_bar(total_steps as u64, quiet);
@@ -395,6 +394,9 @@ pub fn run(spec: &FinetuneSpec, out_dir: &Path, quiet: bool) -> Result<FinetuneR
                     continue;
                 }
                 grads = accumulator.grads();
+            }
+            if let Some(max_norm) = r.clip_grad {
+                grads = super::clip::clip_grad_norm(&model, grads, max_norm);
             }
             let lr = sched.step();
             lr_now = schedule.lr_at(state.step);

@@ -2,6 +2,7 @@
 //! the spec/result pair that is the trial contract.
 
 pub mod adamw;
+pub mod clip;
 pub mod finetune;
 pub mod llrd;
 pub mod losses;

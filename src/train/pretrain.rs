@@ -149,8 +149,6 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     let r = &spec.recipe;
     let device = spec.device.parse::<DeviceSpec>().map_err(TrainError::Setup)?.burn_device().map_err(TrainError::Setup)?;
     let ad = device.clone().autodiff();
-    std::fs::create_dir_all(out).map_err(|e| io_err(out)(e.to_string()))?;
-    write_atomic(&out.join("pretrain.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
     let channels = read_channels(spec.model.in_chans)?;
     // Only the training images: pre-training sees no labels (and no validation split).
     // SupMAE also reads the labels.
@@ -244,6 +242,14 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
             Err(why) => super::finetune::set_aside(&dir, &why)?,
         }
     }
+    let l = spec.model.num_patches();
+    if (l as f64 * (1.0 - r.mask_ratio)) as usize == 0 {
+        return Err(TrainError::Setup(format!("mask_ratio {} leaves none of the {l} patches visible; lower it", r.mask_ratio)));
+    }
+    // Written once the settings are known to be usable and of this folder's checkpoint, so a
+    // refused start leaves the folder as it was.
+    std::fs::create_dir_all(out).map_err(|e| io_err(out)(e.to_string()))?;
+    write_atomic(&out.join("pretrain.json"), serde_json::to_string_pretty(spec).unwrap().as_bytes()).map_err(|e| io_err(out)(e.to_string()))?;
     let mut sched = ModuleLrScheduler::new(ScaledSchedule { schedule: schedule.clone(), scale: 1.0, step: st.step });
 
     let pb = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
@@ -251,10 +257,6 @@ pub fn run(spec: &PretrainSpec, out: &Path, quiet: bool) -> Result<PretrainResul
     pb.set_position(st.step as u64);
     let mut epoch = st.epochs_done;
     let mut error = None;
-    let l = spec.model.num_patches();
-    if (l as f64 * (1.0 - r.mask_ratio)) as usize == 0 {
-        return Err(TrainError::Setup(format!("mask_ratio {} leaves none of the {l} patches visible; lower it", r.mask_ratio)));
-    }
     // The loss curve keeps about 100 points, each the mean over the steps since the last.
     let every = (total / 100).max(1);
     let mut window = (0f64, 0usize);
