@@ -270,19 +270,28 @@ fn several_setups_get_a_recipe_each_and_the_optimum_figure() {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_the_next_run_finishes() {
-    // SIGTERM (kill, systemd, Slurm's scancel and time limit) stops a run as Ctrl-C does.
-    for (name, signal) in [("c", libc::SIGINT), ("t", libc::SIGTERM)] {
+    // SIGTERM (kill, systemd, Slurm's scancel and time limit) stops a run as Ctrl-C does. A
+    // signal sent twice at once (`timeout -s INT` signals the process, then its group) is one
+    // request, not the second Ctrl-C that quits without waiting for the trials.
+    for (name, signal, times) in [("c", libc::SIGINT, 1), ("t", libc::SIGTERM, 1), ("d", libc::SIGINT, 2)] {
         let dir = Dir::new();
         study(&dir, name, "");
         let runs = format!("runs/{name}");
         let mut child = start(&dir, &["run", &format!("{name}.yaml"), "--quiet"]);
         wait_for("a running trial", Duration::from_secs(120), || !events(&journal(&dir, &runs), "running").is_empty());
-        unsafe {
-            libc::kill(child.id() as i32, signal);
+        for i in 0..times {
+            if i > 0 {
+                // The group's copy follows the first by about this much.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
         }
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(130), "signal {signal}: the run stops with 130");
         let j = journal(&dir, &runs);
+        assert_eq!(events(&j, "runner_stopped").len(), 1, "signal {signal} x{times}: the runner journals its stop");
         assert!(!events(&j, "interrupted").is_empty() || events(&j, "completed").len() == 10, "running trials are marked interrupted");
         assert!(!dir.join(&runs).join("runner.lock").exists(), "the lock is released");
         let mut c = dir.maestro();
@@ -499,7 +508,33 @@ fn a_folder_of_other_files_is_not_taken_for_a_run_folder() {
     let mut c = dir.maestro();
     c.args(["run", "f.yaml", "--run-dir", "r", "--report-dir", "r"]);
     run(c).code_is(2).stderr_has("--report-dir r: is the run folder");
-    assert!(!dir.join("r/journal.jsonl").exists() && !dir.join("mine/journal.jsonl").exists());
+    assert!(!dir.join("mine/journal.jsonl").exists());
+    // A refused run leaves no empty folder of its making behind.
+    assert!(!dir.join("r").exists(), "the refused run left its folder");
+    let mut c = dir.maestro();
+    c.args(["run", "f.yaml", "--run-dir", "r", "--report-dir", "r/trials"]);
+    run(c).code_is(2).stderr_has("would write into the run folder's own `trials`");
+    assert!(!dir.join("r").exists());
+}
+
+/// The report may live inside its run folder: the run, and a resume of it, write it there.
+#[test]
+fn a_report_inside_the_run_folder_is_the_run_s_own() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 2, 8, 2);
+    dir.write(
+        "i.yaml",
+        "name: i\ndataset: { kind: imagefolder, root: data }\n\
+         model: { image_size: 16, patch_size: 8, in_chans: 3, embed_dim: 16, depth: 1, num_heads: 2 }\n\
+         finetune: { epochs: 1, warmup_epochs: 0, batch_size: 4, eval_crop_pct: 1.0 }\n\
+         search: { llrd: [0.8] }\ntransfer: { full_run: true, baseline: false }\n",
+    );
+    for _ in 0..2 {
+        let mut c = dir.maestro();
+        c.args(["run", "i.yaml", "--quiet", "--run-dir", "runs/i", "--report-dir", "runs/i/report"]);
+        run(c).success();
+        assert!(dir.join("runs/i/report/summary.md").is_file());
+    }
 }
 
 /// An external command ends with its trial: a timed-out trial takes the processes its command

@@ -273,6 +273,35 @@ fn setup_checkpoints(loaded: &LoadedStudy, run_dir: &Path, stages: &[TrialSpec])
     out
 }
 
+/// Signals this close after the first stop request repeat it (see `run`).
+const SAME_SIGNAL: Duration = Duration::from_secs(1);
+
+/// The folders of a list that did not exist when it was made (outermost first); dropped, it
+/// removes those that are empty then, innermost first. Non-empty folders stay.
+struct CreatedFolders(Vec<PathBuf>);
+
+impl CreatedFolders {
+    fn new<'a>(paths: impl IntoIterator<Item = &'a PathBuf>) -> Self {
+        let mut out = Vec::new();
+        for p in paths {
+            // Each missing ancestor too, so `runs/new/x` leaves no empty `runs/new`.
+            let mut missing: Vec<PathBuf> = p.ancestors().filter(|a| !a.as_os_str().is_empty() && !a.exists()).map(Path::to_path_buf).collect();
+            missing.reverse();
+            out.extend(missing);
+        }
+        CreatedFolders(out)
+    }
+}
+
+impl Drop for CreatedFolders {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            // remove_dir refuses a folder with anything in it.
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
 pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, String> {
     let s = &loaded.study;
     let catalog = loaded.scan().map_err(|e| e.to_string())?;
@@ -280,10 +309,21 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         return Err(format!("--run-dir {}: is a file, not a folder", opts.run_dir.display()));
     }
     // A run folder holds maestro's files only: a folder with others is not one to write into.
+    // The report may be one of them (`--report-dir RUN/report`).
     const OURS: [&str; 7] = ["study.yaml", "study.base", "journal.jsonl", "runner.lock", "proxies", "trials", "slurm"];
+    let report_entry = std::path::absolute(&opts.report_dir)
+        .ok()
+        .zip(std::path::absolute(&opts.run_dir).ok())
+        .and_then(|(report, run)| report.strip_prefix(&run).ok().and_then(|rest| rest.components().next()).map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if let Some(entry) = report_entry.as_deref().filter(|e| OURS.contains(e)) {
+        return Err(format!("--report-dir {}: would write into the run folder's own `{entry}`; give the report another folder", opts.report_dir.display()));
+    }
     if let Ok(entries) = std::fs::read_dir(&opts.run_dir) {
-        let foreign: Vec<String> =
-            entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !OURS.contains(&n.as_str())).collect();
+        let foreign: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !OURS.contains(&n.as_str()) && report_entry.as_deref() != Some(n.as_str()))
+            .collect();
         if let Some(first) = foreign.first() {
             return Err(format!(
                 "--run-dir {}: holds files that are not a maestro run's ({first}{}); give an empty or new folder, or a run folder",
@@ -293,6 +333,9 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         }
     }
 
+    // Folders this call creates are removed again if it stops with them still empty (a run
+    // refused before it wrote anything, say), whatever the reason.
+    let _created = CreatedFolders::new([&opts.run_dir, &opts.report_dir]);
     std::fs::create_dir_all(&opts.run_dir).map_err(io(&opts.run_dir))?;
     // The report is written at the end: a folder it cannot go to is found before any trial.
     std::fs::create_dir_all(&opts.report_dir).map_err(|e| format!("{}: cannot create the report folder: {e}", opts.report_dir.display()))?;
@@ -375,12 +418,19 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
         };
         if asked {
             let _ = stop_tx.send(true);
-            // A second signal ends maestro at once; the journal is already consistent.
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+            // A second signal ends maestro at once; the journal is already consistent. One that
+            // follows within a second is the same request delivered twice (`timeout -s INT`
+            // and `kill -INT -PGID` signal the process and then its group), not a second one.
+            let first = std::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                if first.elapsed() >= SAME_SIGNAL {
+                    std::process::exit(130);
+                }
             }
-            std::process::exit(130);
         }
     });
     let cfg = SchedulerConfig {
