@@ -64,3 +64,23 @@ fn vit_b_llrd_085() {
 fn held_out_vit_l_llrd_08() {
     check("vit_large_patch16-llrd0.8-heldout.json");
 }
+
+#[test]
+fn schedule_flags_are_checked_and_a_step_past_the_end_is_flagged() {
+    let dir = Dir::new();
+    let inspect = |extra: &[&str]| {
+        let mut c = dir.maestro();
+        c.args(["inspect", "param-groups", "--model", "vit_tiny_patch16", "--llrd", "0.75"]);
+        c.args(extra);
+        run(c)
+    };
+    inspect(&["--epochs", "0", "--warmup", "0", "--at-step", "3"]).code_is(2).stderr_has("--epochs must be positive, got 0");
+    inspect(&["--iters-per-epoch", "0", "--blr=-1"])
+        .code_is(2)
+        .stderr_has("--iters-per-epoch must be at least 1, got 0")
+        .stderr_has("--blr must be positive, got -1");
+    // 100 epochs x 1251 steps = 125100 steps: step 125100 is one past the last.
+    inspect(&["--at-step", "125100"]).success().stderr_has("--at-step 125100 is past the schedule's last step (125099");
+    let last = inspect(&["--at-step", "125099"]).success();
+    assert!(!last.stderr().contains("past the schedule"), "{}", last.stderr());
+}

@@ -134,9 +134,9 @@ fn materialized_fashion_mnist_is_pngs() {
     require_fashion_mnist();
     let dir = Dir::new();
     let mut c = dir.maestro();
-    c.args(["proxy", "build", "--dataset", "fashion-mnist", "--classes", "1", "--fraction", "0.001", "--out", "p.manifest"])
+    c.args(["proxy", "build", "--dataset", "fashion-mnist", "--classes", "2", "--fraction", "0.001", "--out", "p.manifest"])
         .args(["--materialize", "tree"]);
-    run(c).success().stdout_has("materialized 6 train + 1000 val images");
+    run(c).success().stdout_has("materialized 12 train + 2000 val images");
     let class = std::fs::read_dir(dir.join("tree/train")).unwrap().next().unwrap().unwrap().path();
     let png = std::fs::read_dir(&class).unwrap().next().unwrap().unwrap().path();
     let img = image::open(&png).unwrap();
@@ -197,4 +197,26 @@ fn doctor_and_version() {
     let mut c = dir.maestro();
     c.arg("--version");
     run(c).success().stdout_has(env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn a_proxy_the_study_rules_refuse_is_refused_on_the_command_line_too() {
+    let dir = Dir::new();
+    image_tree(&dir.join("data"), 3, 4, 0);
+    let mut c = dir.maestro();
+    c.args(["proxy", "build", "--dataset", "data", "--classes", "1", "--out", "p.manifest"]);
+    run(c).code_is(2).stderr_has("--classes must be at least 2, got 1");
+    // No validation image among the drawn classes: nothing to score a trial on.
+    let mut c = dir.maestro();
+    c.args(["proxy", "build", "--dataset", "data", "--classes", "2", "--out", "p.manifest"]);
+    run(c).code_is(2).stderr_has("have no validation images");
+    assert!(!dir.join("p.manifest").exists());
+    // One class without validation images: built, with a warning that names it.
+    image_tree(&dir.join("more"), 3, 4, 2);
+    for f in std::fs::read_dir(dir.join("more/val/class_001")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let mut c = dir.maestro();
+    c.args(["proxy", "build", "--dataset", "more", "--fraction", "0.5", "--out", "q.manifest"]);
+    run(c).success().stderr_has("1 of its classes have no image in a split: class_001 (2 train, 0 val)");
 }

@@ -43,6 +43,23 @@ pub fn param_groups(r: &ParamGroupsRequest) -> Result<(), Error> {
     if !(r.llrd > 0.0 && r.llrd <= 1.0) {
         return Err(Error::Usage(format!("--llrd must be in (0, 1], got {}", r.llrd)));
     }
+    let mut bad = Vec::new();
+    for (flag, v) in [("--num-classes", r.num_classes), ("--batch", r.batch), ("--iters-per-epoch", r.iters_per_epoch), ("--accum", r.accum)] {
+        if v == 0 {
+            bad.push(format!("{flag} must be at least 1, got 0"));
+        }
+    }
+    for (flag, v, positive) in [("--blr", r.blr, true), ("--epochs", r.epochs, true), ("--weight-decay", r.weight_decay, false), ("--warmup", r.warmup, false), ("--min-lr", r.min_lr, false)] {
+        if !(v.is_finite() && (v > 0.0 || (!positive && v == 0.0))) {
+            bad.push(format!("{flag} must be {}, got {v}", if positive { "positive" } else { "0 or more" }));
+        }
+    }
+    if r.warmup.is_finite() && r.epochs.is_finite() && r.warmup > r.epochs {
+        bad.push(format!("--warmup {} is more than the {} epochs", r.warmup, r.epochs));
+    }
+    if !bad.is_empty() {
+        return Err(Error::Usage(bad.join("; ")));
+    }
     let depth = shape.depth;
     let cfg = VitConfig { shape, num_classes: r.num_classes, drop_path: 0.0, global_pool: r.global_pool, bf16: false };
     let model = cfg.init(&burn::tensor::Device::flex());
@@ -51,6 +68,14 @@ pub fn param_groups(r: &ParamGroupsRequest) -> Result<(), Error> {
     let lrs = r.at_step.map(|step| {
         // --batch is already the effective batch.
         let schedule = CosineSchedule { accum_iter: r.accum, ..CosineSchedule::from_blr(r.blr, r.batch, 1, r.min_lr, r.warmup, r.epochs, r.iters_per_epoch) };
+        if step >= schedule.total_steps() {
+            eprintln!(
+                "warning: --at-step {step} is past the schedule's last step ({}: {} epochs of {} steps); the learning rates below are the cosine's continued, which no run reaches",
+                schedule.total_steps() - 1,
+                r.epochs,
+                schedule.steps_per_epoch()
+            );
+        }
         // The trainer's own scheduler, started at `step`: what the optimizer would receive.
         let mut sched = llrd::scheduler(&recipes, &schedule, step);
         let lr = sched.step();

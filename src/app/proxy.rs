@@ -26,7 +26,30 @@ pub fn build_all(source: &Source, catalog: &Catalog, requests: &[BuildRequest]) 
     }
     let mut out = Vec::new();
     for r in requests {
+        if let Some(k) = r.rule.classes.filter(|k| *k < 2) {
+            return Err(Error::Usage(format!("--classes must be at least 2, got {k}: a proxy of one class scores 100% at any LLRD")));
+        }
         let m = proxy::build(&r.name, source, catalog, r.rule, r.seed)?;
+        if m.val.items.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: the {} drawn classes have no validation images in `{}`; a proxy is scored on them",
+                r.name,
+                m.num_classes(),
+                m.val.split
+            )));
+        }
+        let (train, val) = (m.train.class_counts(m.num_classes()), m.val.class_counts(m.num_classes()));
+        let empty: Vec<String> = m
+            .classes
+            .iter()
+            .zip(class_folders(&m))
+            .filter(|(c, _)| train[c.label as usize] == 0 || val[c.label as usize] == 0)
+            .map(|(c, folder)| format!("{folder} ({} train, {} val)", train[c.label as usize], val[c.label as usize]))
+            .collect();
+        if !empty.is_empty() {
+            // torchvision's ImageFolder refuses a class folder with no image in it.
+            eprintln!("warning: {}: {} of its classes have no image in a split: {}", r.name, empty.len(), empty.join(", "));
+        }
         let unchanged = Manifest::read(&r.out).map(|old| old.to_canonical_string() == m.to_canonical_string()).unwrap_or(false);
         m.write(&r.out)?;
         println!(
