@@ -221,6 +221,22 @@ fn all_problems_are_listed_at_once() {
     let mut c = dir.maestro();
     c.args(["validate", "s.yaml"]);
     run(c).code_is(2).stderr_has("s.yaml:3:21: finetune.epochs").stderr_has("s.yaml:3:29: finetune.blr").stderr_has("s.yaml:4:18: search.llrd[0]");
+    // Unknown keys and wrong types too, beside the values' problems, in the file's order
+    // (the README's example).
+    dir.write("t.yaml", "name: t\ndataset: { kind: imagefolder, root: data }\nsearch:\n  llrdd: [0.7]\n  llrd: [0.7, 0.8, 1.2]\nfinetune: { epochs: many, blr: -1 }\n");
+    let mut c = dir.maestro();
+    c.args(["validate", "t.yaml"]);
+    let r = run(c).code_is(2);
+    let lines: Vec<String> = r.stderr().lines().filter(|l| l.contains("t.yaml:")).map(|l| l.trim_start_matches("error: ").to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "t.yaml:4:3: search.llrdd: unknown field `llrdd`",
+            "t.yaml:5:20: search.llrd[2]: LLRD must be in (0, 1], got 1.2",
+            "t.yaml:6:21: finetune.epochs: invalid type: string \"many\", expected a number",
+            "t.yaml:6:32: finetune.blr: the learning rate must be positive, got -1",
+        ]
+    );
 }
 
 /// `validate --json` on a study that cannot be used prints its problems as JSON on stdout (a

@@ -55,11 +55,20 @@ impl LoadedStudy {
 
     /// A study whose relative paths are taken from `base` (a copy kept in a run folder).
     pub fn from_text_in(file: &Path, text: &str, base: &Path) -> Result<Self, StudyError> {
-        let (mut study, index) = parse::parse(file, text)?;
+        let (study, index, schema) = parse::parse_all(text);
+        let Some(mut study) = study else { return Err(StudyError { file: file.to_path_buf(), problems: schema }) };
         study.expand();
         let loaded = LoadedStudy { file: file.to_path_buf(), study, index, base: base.to_path_buf() };
         let mut c = Checker::new(&loaded.index);
         validate::check_static(&loaded.study, &loaded.dir(), &mut c);
+        if !schema.is_empty() {
+            // The values of what did parse are checked too: every problem is listed at once,
+            // in the order of the file.
+            let mut problems = schema;
+            problems.extend(c.problems);
+            problems.sort_by_key(|p| p.location.map_or((usize::MAX, usize::MAX), |l| (l.line, l.column)));
+            return Err(StudyError { file: file.to_path_buf(), problems });
+        }
         loaded.finish(c)?;
         Ok(loaded)
     }

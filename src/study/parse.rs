@@ -8,15 +8,92 @@ use super::schema::Study;
 
 /// Parse a study's text. `file` is only used in messages.
 pub fn parse(file: &Path, text: &str) -> Result<(Study, LocationIndex), StudyError> {
+    match parse_all(text) {
+        (Some(study), index, problems) if problems.is_empty() => Ok((study, index)),
+        (_, _, problems) => Err(StudyError { file: file.to_path_buf(), problems }),
+    }
+}
+
+/// How many schema problems one study's parse reports at most.
+const MAX_SCHEMA_PROBLEMS: usize = 50;
+
+/// Parse a study's text, finding every schema problem (unknown keys, wrong types) and not only
+/// the first: each offending key is taken out and the rest parsed again. Returns the study
+/// without those keys (their defaults in their place) when it still parses, so that its values
+/// can be checked too; None after a syntax error or the loss of a required key.
+pub fn parse_all(text: &str) -> (Option<Study>, LocationIndex, Vec<Problem>) {
     let index = LocationIndex::build(text);
     let de = serde_yaml::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, Study>(de) {
-        Ok(study) => Ok((study, index)),
+    let first = match serde_path_to_error::deserialize::<_, Study>(de) {
+        Ok(study) => return (Some(study), index, Vec::new()),
         Err(err) => {
             let path = err.path().to_string();
-            let inner = err.into_inner();
-            Err(StudyError::single(file, describe(&path, &inner, &index)))
+            describe(&path, &err.into_inner(), &index)
         }
+    };
+    let mut problems = vec![first];
+    // A syntax error, or a document that is not one YAML value: nothing more can be read.
+    let Ok(mut doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return (None, index, problems) };
+    while problems.len() < MAX_SCHEMA_PROBLEMS {
+        let last = problems.last().expect("one at least");
+        if last.field.is_empty() || !remove_field(&mut doc, &last.field) {
+            return (None, index, problems);
+        }
+        match serde_path_to_error::deserialize::<_, Study>(doc.clone()) {
+            Ok(study) => return (Some(study), index, problems),
+            Err(err) => {
+                let path = err.path().to_string();
+                let p = describe(&path, &err.into_inner(), &index);
+                // A required key taken out above: reported already, as what it held.
+                if p.message.starts_with("missing field") {
+                    return (None, index, problems);
+                }
+                problems.push(p);
+            }
+        }
+    }
+    (None, index, problems)
+}
+
+/// Takes the key a problem's field names out of a parsed document (`a.b`, `a.list[2].c`).
+/// A field that is an element of a list takes the list's key out with it. Returns whether
+/// anything was removed.
+fn remove_field(doc: &mut serde_yaml::Value, field: &str) -> bool {
+    // Segments: keys, and list indices as numbers.
+    let mut segs: Vec<Result<String, usize>> = Vec::new();
+    for part in field.split('.') {
+        let (key, rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            segs.push(Ok(key.to_string()));
+        }
+        for idx in rest.split('[') {
+            if let Some(n) = idx.strip_suffix(']').and_then(|n| n.parse().ok()) {
+                segs.push(Err(n));
+            }
+        }
+    }
+    // An element of a list of values: the list goes.
+    while matches!(segs.last(), Some(Err(_))) {
+        segs.pop();
+    }
+    let Some(Ok(last)) = segs.pop() else { return false };
+    let mut node = doc;
+    for seg in &segs {
+        node = match (seg, node) {
+            (Ok(k), serde_yaml::Value::Mapping(m)) => match m.get_mut(k.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Err(i), serde_yaml::Value::Sequence(s)) => match s.get_mut(*i) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node {
+        serde_yaml::Value::Mapping(m) => m.remove(last.as_str()).is_some(),
+        _ => false,
     }
 }
 
@@ -157,6 +234,27 @@ mod tests {
         assert_eq!(p.field, "dataset.kind");
         assert_eq!(p.hint.as_deref(), Some("did you mean `fashion-mnist`?"));
         assert_eq!(p.location.unwrap().line, 2);
+    }
+
+    #[test]
+    fn every_schema_problem_is_reported_not_only_the_first() {
+        let text = "name: x\ndataset: { kind: fashion-mnist }\nsearch:\n  llrdd: [0.7]\n  repeats: two\nfinetune:\n  epochs: many\n  warmup: 1\nproxies:\n  - { name: a, classes: 3 }\n  - { name: b, clases: 3 }\n";
+        let (study, _, problems) = parse_all(text);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["search.llrdd", "search.repeats", "finetune.epochs", "finetune.warmup", "proxies[1].clases"]);
+        assert_eq!(problems[4].location.unwrap().line, 11);
+        assert!(problems[1].message.contains("two"), "{}", problems[1].message);
+        // What is left parses, so its values can be checked too.
+        let study = study.unwrap();
+        assert_eq!(study.proxies.len(), 2);
+        // A required key lost to its wrong type is reported as that, not also as missing.
+        let (study, _, problems) = parse_all("name: [1]\ndataset: { kind: fashion-mnist }\nseed: x\n");
+        assert!(study.is_none());
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["name", "seed"], "{problems:?}");
+        // After a syntax error nothing else is read.
+        let (study, _, problems) = parse_all("name: x\ndataset: { kind: fashion-mnist\n");
+        assert!(study.is_none() && problems.len() == 1);
     }
 
     #[test]
