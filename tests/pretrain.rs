@@ -47,6 +47,11 @@ fn pretrain_writes_an_encoder_the_fine_tune_loads() {
     let mut c = dir.maestro();
     c.args(["reconstruct", "nowhere"]);
     run(c).code_is(2).stderr_has("nowhere: no such file or folder");
+    for count in ["0", "100000"] {
+        let mut c = dir.maestro();
+        c.args(["reconstruct", "pre", "--count", count, "--out", "big.png"]);
+        run(c).code_is(2).stderr_has(&format!("--count must be 1 to 64 (one figure row each), got {count}"));
+    }
 
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "s.yaml", "--checkpoint", "pre/mae.safetensors", "--out", "ft"]);

@@ -207,7 +207,8 @@ pub fn replay(records: &[Record]) -> BTreeMap<String, TrialStatus> {
             Event::Completed { trial, top1, top5, .. } => {
                 let s = states.entry(trial.clone()).or_insert_with(blank);
                 s.state = TrialState::Completed;
-                s.top1 = Some(*top1);
+                // A pre-training stage has no accuracy (its result's top-1 reads as 0).
+                s.top1 = (s.role != Some(Role::Pretrain)).then_some(*top1);
                 s.top5 = *top5;
                 s.last_seen = Some(t);
             }
@@ -266,6 +267,17 @@ mod tests {
         assert_eq!(states["a"].state, TrialState::Completed);
         assert_eq!(states["a"].top1, Some(50.0));
         assert_eq!((states["b"].state, states["b"].failures), (TrialState::Failed, 1));
+    }
+
+    #[test]
+    fn a_pretraining_stage_has_no_accuracy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.jsonl");
+        let mut j = Journal::open(&p).unwrap();
+        j.append(Event::Queued { trial: "p".into(), role: Role::Pretrain, proxy: None, setup: "s".into(), llrd: 0.0, blr: 1.5e-4, repeat: 0 }).unwrap();
+        j.append(Event::Completed { trial: "p".into(), attempt: 1, top1: 0.0, top5: None }).unwrap();
+        let states = replay(&read(&p).unwrap());
+        assert_eq!((states["p"].state, states["p"].top1), (TrialState::Completed, None));
     }
 
     /// The runner that resumes after a crash mid-write appends after the torn line, not onto

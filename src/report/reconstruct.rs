@@ -29,6 +29,9 @@ pub struct Request {
     pub out: PathBuf,
 }
 
+/// The figure's rows (images) at most: 64 rows of 224 px are a 14k px tall bitmap already.
+const MAX_ROWS: usize = 64;
+
 /// Where the model's settings and weights are.
 fn locate(ckpt: &Path) -> Result<(PretrainSpec, PathBuf), String> {
     if !ckpt.exists() {
@@ -60,6 +63,12 @@ pub fn reconstruct(r: &Request) -> Result<(PathBuf, f64), String> {
     let ext = r.out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     if r.out.is_dir() || !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg" | "bmp")) {
         return Err(format!("--out {}: the figure is a bitmap image; name a .png (or .jpg, .bmp) file", r.out.display()));
+    }
+    if r.images.is_empty() && !(1..=MAX_ROWS).contains(&r.count) {
+        return Err(format!("--count must be 1 to {MAX_ROWS} (one figure row each), got {}", r.count));
+    }
+    if r.images.len() > MAX_ROWS {
+        return Err(format!("{} images given with --images; the figure takes {MAX_ROWS} at most (one row each)", r.images.len()));
     }
     let (spec, weights) = locate(&r.checkpoint)?;
     let shape = spec.model.clone();

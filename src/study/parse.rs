@@ -168,10 +168,17 @@ fn describe(path: &str, err: &serde_yaml::Error, index: &LocationIndex) -> Probl
 
 /// Rust type names are not what a study's author thinks in.
 fn plain_types(msg: &str) -> String {
-    msg.replace("expected f64", "expected a number")
+    let msg = msg
+        .replace("expected f64", "expected a number")
         .replace("expected usize", "expected a whole number, 0 or more")
         .replace("expected u64", "expected a whole number, 0 or more")
         .replace("expected a boolean", "expected true or false")
+        .replace("invalid type: unit value", "invalid type: an empty value");
+    // "expected struct FinetuneRecipe": the Rust type's name says nothing to a study's author.
+    match msg.find("expected struct ") {
+        Some(i) => format!("{}expected a map of settings{}", &msg[..i], msg[i + "expected struct ".len()..].trim_start_matches(|c: char| c.is_alphanumeric() || c == '_')),
+        None => msg,
+    }
 }
 
 /// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or "there are no fields").
@@ -255,6 +262,14 @@ mod tests {
         // After a syntax error nothing else is read.
         let (study, _, problems) = parse_all("name: x\ndataset: { kind: fashion-mnist\n");
         assert!(study.is_none() && problems.len() == 1);
+    }
+
+    #[test]
+    fn rust_type_names_stay_out_of_messages() {
+        let e = err_of("name: x\ndataset: { kind: fashion-mnist }\nfinetune: 3\n");
+        assert_eq!(e.problems[0].message, "invalid type: integer `3`, expected a map of settings");
+        let e = err_of("- 1\n- 2\n");
+        assert_eq!(e.problems[0].message, "invalid type: sequence, expected a map of settings");
     }
 
     #[test]
