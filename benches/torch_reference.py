@@ -249,6 +249,17 @@ def extras_of(args, step, device, prepare=None):
     return out
 
 
+# (patch, width, depth, heads) of maestro's presets (src/model/config.rs), for the official MAE's
+# encoder at the same --model as maestro bench.
+ENCODERS = {
+    "vit_tiny_patch16": (16, 192, 12, 3),
+    "vit_small_patch16": (16, 384, 12, 6),
+    "vit_base_patch16": (16, 768, 12, 12),
+    "vit_large_patch16": (16, 1024, 24, 16),
+    "vit_huge_patch14": (14, 1280, 32, 16),
+}
+
+
 def step(args):
     import torch
     import timm
@@ -303,11 +314,13 @@ def step(args):
             if not want("mae-" + short[name]):
                 continue
             torch.manual_seed(0)
-            model = models_mae.MaskedAutoencoderViT(patch_size=16, embed_dim=768, depth=12, num_heads=12,
-                                                    decoder_embed_dim=512, decoder_depth=1, decoder_num_heads=16,
-                                                    mlp_ratio=4, norm_layer=torch.nn.LayerNorm, norm_pix_loss=True).to(dev)
+            patch, dim, depth, heads = ENCODERS[args.model]
+            model = models_mae.MaskedAutoencoderViT(img_size=args.image_size, patch_size=patch, embed_dim=dim, depth=depth,
+                                                    num_heads=heads, decoder_embed_dim=512, decoder_depth=1,
+                                                    decoder_num_heads=16, mlp_ratio=4, norm_layer=torch.nn.LayerNorm,
+                                                    norm_pix_loss=True).to(dev)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-            x = torch.randn(args.batch, 3, 224, 224, device=dev)
+            x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=dev)
 
             def one():
                 with torch.autocast(device_type=dev, dtype=dtype, enabled=dtype is not None), \
@@ -578,8 +591,8 @@ def main():
     s.add_argument("--ops", action="store_true", help="add a census of one more step's kernels to each measurement")
     s.add_argument("--kernel-times", action="store_true", help="add the profile of one more step to each measurement")
     s.add_argument("--variants", help="comma list of bf16, f32, bf16-compile, f32-compile, mae-bf16, mae-f32")
-    s.add_argument("--model", default="vit_base_patch16", help="the fine-tune step's timm ViT, as maestro bench --model")
-    s.add_argument("--image-size", type=int, default=224, help="the fine-tune step's input size, as maestro bench --image-size")
+    s.add_argument("--model", default="vit_base_patch16", help="the timm ViT (fine-tune) and the official MAE's encoder (pre-training), as maestro bench --model")
+    s.add_argument("--image-size", type=int, default=224, help="both steps' input size, as maestro bench --image-size")
     q = sub.add_parser("pipeline")
     q.add_argument("paths", nargs="+")
     q.add_argument("--input-size", type=int, default=224)
