@@ -160,6 +160,9 @@ fn impossible_settings_are_user_errors() {
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.epochs=0", "--out", "x"]);
     run(c).code_is(2).stderr_has("finetune.epochs: epochs must be positive");
+    let mut c = dir.maestro();
+    c.args(["finetune", "--study", "tiny.yaml", "--set", "finetune.epochs=.inf", "--out", "x"]);
+    run(c).code_is(2).stderr_has("finetune.epochs: epochs must be positive and finite, got inf");
     // Flags and hand-edited specs are checked as a study is, not left to panic or to train.
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "tiny.yaml", "--blr=-1", "--out", "x"]);
@@ -283,4 +286,8 @@ fn dataset_flags_name_the_data_without_a_study() {
     c.args(["finetune", "--dataset", "data", "--train-split", "training", "--val-split", "validation", "--model", "vit_tiny_patch16"]);
     c.args(["--set", "model.image_size=16", "--set", "model.mlp_ratio=0.001", "--out", "x"]);
     run(c).code_is(2).stderr_has("model.mlp_ratio: 0.001 gives the MLP no hidden unit at embed_dim 192");
+    // A study made from the flags has no line and column to show.
+    let mut c = dir.maestro();
+    c.args(["finetune", "--dataset", "data", "--model", "vit_nope", "--out", "x"]);
+    run(c).code_is(2).stderr_has("error: <command line>: model.preset: unknown model \"vit_nope\"");
 }

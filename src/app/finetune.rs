@@ -113,7 +113,7 @@ pub fn study_for_cli(t: &TrainTarget) -> Result<LoadedStudy, Error> {
                     split("val", &t.val_split)
                 )
             };
-            let model = t.model.as_deref().unwrap_or("vit_base_patch16");
+            let model = quote(t.model.as_deref().unwrap_or("vit_base_patch16"));
             (PathBuf::from("<command line>"), format!("name: finetune\ndataset: {ds}\nmodel: {model}\n"))
         }
     };
@@ -132,6 +132,12 @@ pub fn study_for_cli(t: &TrainTarget) -> Result<LoadedStudy, Error> {
                     }
                     None => p.location = original.value(&p.field),
                 }
+            }
+        }
+        if t.study.is_none() {
+            // The study was made from the flags: a position in it means nothing to the user.
+            for p in &mut e.problems {
+                p.location = None;
             }
         }
         Error::from(e)

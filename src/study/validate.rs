@@ -39,13 +39,15 @@ impl<'a> Checker<'a> {
 
     fn positive(&mut self, field: &str, v: f64, what: &str) {
         if !(v.is_finite() && v > 0.0) {
-            self.fail(field, format!("{what} must be positive, got {v}"));
+            let finite = if v.is_finite() { "" } else { " and finite" };
+            self.fail(field, format!("{what} must be positive{finite}, got {v}"));
         }
     }
 
     fn non_negative(&mut self, field: &str, v: f64, what: &str) {
         if !(v.is_finite() && v >= 0.0) {
-            self.fail(field, format!("{what} must be zero or positive, got {v}"));
+            let finite = if v.is_finite() { "" } else { " and finite" };
+            self.fail(field, format!("{what} must be zero or positive{finite}, got {v}"));
         }
     }
 
