@@ -37,6 +37,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "sample_efficiency.fractions[1]: 0.10001 gives the setup name `data-10pct` a previous fraction already has",
     ),
     (
+        "one metric file for trials that run at once",
+        "name: s\ndataset: { kind: imagefolder, root: data }\ntrial:\n  kind: command\n  command: \"sh x.sh {llrd}\"\n  metric: { file: \"/tmp/log.txt\", jsonl_key: acc }\nexecution: { devices: [cpu, cpu] }\n",
+        "6:19",
+        "trial.metric.file: `/tmp/log.txt` is the same file for every trial, and trials run at once here",
+    ),
+    (
         "unknown top-level key, with a suggestion",
         "name: s\ndataset: { kind: imagefolder, root: data }\nserach: { llrd: [0.7] }\n",
         "3:1",

@@ -31,21 +31,35 @@ pub fn unknown_placeholders(template: &str) -> Vec<String> {
     out
 }
 
-/// Replace `{llrd}`, `{blr}`, `{out}`, `{seed}`, `{data}`, `{epochs}`, `{batch_size}`.
-pub fn substitute(template: &str, spec: &TrialSpec, out: &Path, data: &str, seed: u64, epochs: f64, batch: usize) -> String {
+/// Replace `{llrd}`, `{blr}`, `{out}`, `{seed}`, `{data}`, `{epochs}`, `{batch_size}`. With
+/// `shell`, the two paths are quoted for `sh -c` where they need it (a space, a quote, ...);
+/// a path of plain characters is left as it is, so `{out}/mae` stays one word either way.
+pub fn substitute(template: &str, spec: &TrialSpec, out: &Path, data: &str, seed: u64, epochs: f64, batch: usize, shell: bool) -> String {
+    let path = |p: &str| if shell { sh_word(p) } else { p.to_string() };
     template
         .replace("{llrd}", &fmt_value(spec.llrd))
         .replace("{blr}", &fmt_value(spec.blr))
-        .replace("{out}", &out.display().to_string())
+        .replace("{out}", &path(&out.display().to_string()))
         .replace("{seed}", &seed.to_string())
-        .replace("{data}", data)
+        .replace("{data}", &path(data))
         .replace("{epochs}", &fmt_value(epochs))
         .replace("{batch_size}", &batch.to_string())
 }
 
-/// Values of `key` in a JSON-lines file (lines without it, or not JSON, are skipped).
+/// `s` as one shell word: unchanged when every character is plain, else single-quoted.
+fn sh_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Values of `key` in a JSON-lines file (lines without it, or not JSON, are skipped; bytes
+/// that are not UTF-8, a progress bar's say, only spoil their own line).
 pub fn metric_values(path: &Path, key: &str) -> Result<Vec<f64>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
     Ok(text
         .lines()
         .filter_map(|l| {
@@ -60,11 +74,22 @@ pub fn metric_values(path: &Path, key: &str) -> Result<Vec<f64>, String> {
         .collect())
 }
 
+/// A run's value from its epochs' metric: the last, or (`max`) the best. f64::max passes over a
+/// NaN, so under `max` a non-finite epoch is the run's value: a run that diverged is not scored
+/// by its epochs before it did.
+fn score(mode: &str, v: &[f64]) -> f64 {
+    match (mode, v.iter().find(|x| !x.is_finite())) {
+        ("last", _) => v.last().copied().unwrap_or(f64::NAN),
+        (_, Some(bad)) => *bad,
+        _ => v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
 /// Run the command; always returns a result (failed ones say why).
 pub fn run(spec: &TrialSpec, cmd: &CommandTrial, out: &Path, data: &str, seed: u64, epochs: f64, batch: usize) -> FinetuneResult {
     let started = std::time::Instant::now();
-    let line = substitute(&cmd.command, spec, out, data, seed, epochs, batch);
-    let metric_file = substitute(&cmd.metric_file, spec, out, data, seed, epochs, batch);
+    let line = substitute(&cmd.command, spec, out, data, seed, epochs, batch, true);
+    let metric_file = substitute(&cmd.metric_file, spec, out, data, seed, epochs, batch, false);
     let mut result = FinetuneResult {
         name: spec.id.clone(),
         spec_hash: String::new(),
@@ -107,7 +132,7 @@ pub fn run(spec: &TrialSpec, cmd: &CommandTrial, out: &Path, data: &str, seed: u
             Err(e) => result.error = Some(format!("no metric: {e}")),
             Ok(v) if v.is_empty() => result.error = Some(format!("{metric_file}: no line has `{}`", cmd.jsonl_key)),
             Ok(v) => {
-                let value = if cmd.mode == "last" { *v.last().unwrap() } else { v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) };
+                let value = score(&cmd.mode, &v);
                 result.epochs = v
                     .iter()
                     .enumerate()
@@ -141,6 +166,31 @@ mod tests {
         let v = metric_values(&p, "test_acc1").unwrap();
         assert_eq!(v.len(), 4, "{v:?}");
         assert_eq!((v[0], v[1], v[2], v[3]), (50.0, f64::INFINITY, f64::NEG_INFINITY, 61.5));
+    }
+
+    #[test]
+    fn a_non_finite_epoch_is_the_score_under_max() {
+        assert_eq!(score("max", &[50.0, 61.5, 60.0]), 61.5);
+        assert!(score("max", &[50.0, f64::NAN]).is_nan());
+        assert_eq!(score("max", &[f64::NEG_INFINITY, 50.0]), f64::NEG_INFINITY);
+        assert_eq!(score("last", &[f64::NAN, 50.0]), 50.0);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_spoils_only_itself() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log.txt");
+        std::fs::write(&p, b"{\"test_acc1\": 50.0}\nepoch 1 \xe5\x80 50%\n{\"test_acc1\": 61.5}\n").unwrap();
+        assert_eq!(metric_values(&p, "test_acc1").unwrap(), vec![50.0, 61.5]);
+    }
+
+    #[test]
+    fn paths_are_one_shell_word() {
+        assert_eq!(sh_word("/runs/a_b-1/trials/x.y"), "/runs/a_b-1/trials/x.y");
+        assert_eq!(sh_word("/runs/with space/it's"), r"'/runs/with space/it'\''s'");
+        // `sh -c` reads the quoted path back as it was.
+        let out = Command::new("sh").arg("-c").arg(format!("printf %s {}/mae", sh_word("/a b/'c'"))).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "/a b/'c'/mae");
     }
 
     #[test]

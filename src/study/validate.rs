@@ -267,6 +267,15 @@ pub fn check_static(study: &Study, study_dir: &Path, c: &mut Checker) {
         if metric.mode != "max" && metric.mode != "last" {
             c.fail("trial.metric.mode", format!("`{}` is not a mode; use max or last", metric.mode));
         }
+        // One file for every trial: trials that run at once would read each other's metrics.
+        let at_once = study.execution.executor == crate::study::schema::ExecutorKind::Slurm || study.execution.devices.len() > 1;
+        if at_once && !metric.file.contains("{out}") {
+            c.fail_hint(
+                "trial.metric.file",
+                format!("`{}` is the same file for every trial, and trials run at once here: each would read the others' metrics", metric.file),
+                Some("put it in the trial's folder, e.g. {out}/mae/log.txt (and --output_dir {out}/mae)"),
+            );
+        }
     }
 
     // execution

@@ -83,6 +83,7 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     #[serde(deserialize_with = "nan_null::de")]
     pub val_loss: f64,
+    #[serde(deserialize_with = "nan_null::de")]
     pub top1: f64,
     #[serde(deserialize_with = "nan_null::de")]
     pub top5: f64,
@@ -100,9 +101,11 @@ pub struct FinetuneResult {
     pub spec_hash: String,
     pub status: RunStatus,
     /// Final-epoch top-1 / top-5 on the validation split (percent).
+    #[serde(deserialize_with = "nan_null::de")]
     pub top1: f64,
     #[serde(deserialize_with = "nan_null::de")]
     pub top5: f64,
+    #[serde(deserialize_with = "nan_null::de")]
     pub best_top1: f64,
     pub epochs: Vec<EpochMetrics>,
     pub steps: usize,
@@ -140,4 +143,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_with_nan_metrics_reads_back() {
+        // serde_json writes NaN as null: a diverged command trial's epochs hold such values.
+        let m: EpochMetrics = serde_json::from_str(
+            r#"{"epoch": 1, "train_loss": null, "val_loss": null, "top1": null, "top5": null, "lr": null, "images_per_s": 0, "wall_s": 0}"#,
+        )
+        .unwrap();
+        assert!(m.top1.is_nan() && m.top5.is_nan());
+        assert_eq!(serde_json::to_string(&m).unwrap().matches("null").count(), 5);
+    }
 }
