@@ -132,6 +132,14 @@ fn a_killed_runner_reattaches_and_cancel_stops_the_jobs() {
     let mut c = dir.maestro();
     c.args(["status", "runs/s"]);
     run(c).success().stdout_has(" queued ").stdout_has("waits in the queue");
+    // The same study run by the local executor would run those tasks a second time, at once.
+    study(&dir, "local.yaml", "{ devices: [cpu] }");
+    let mut c = dir.maestro();
+    c.args(["run", "local.yaml", "--run-dir", "runs/s"]);
+    let r = run(c);
+    assert_ne!(r.code(), 0);
+    assert!(r.stderr().contains("Slurm tasks still in the queue"), "{}", r.stderr());
+    assert!(std::fs::read_to_string(run_dir.join("study.yaml")).unwrap().contains("executor: slurm"), "the refused run left the folder's study as it was");
 
     // 2. `maestro cancel` without a runner: scancel from the journal, recorded as interrupted.
     let mut c = dir.maestro();

@@ -273,6 +273,28 @@ fn setup_checkpoints(loaded: &LoadedStudy, run_dir: &Path, stages: &[TrialSpec])
     out
 }
 
+/// A run folder whose trials were Slurm tasks, run now by the local executor: tasks still in
+/// the queue would run beside their local copies, into the same folders. Refused while Slurm
+/// says any of them may still run; where Slurm cannot be asked, they are taken for gone.
+async fn refuse_live_slurm_tasks(run_dir: &Path) -> Result<(), String> {
+    let Ok(records) = journal::read(&run_dir.join("journal.jsonl")) else { return Ok(()) };
+    let states = journal::replay(&records);
+    let jobs: Vec<String> = states.values().filter(|s| s.state == TrialState::Running).filter_map(|s| s.job.clone()).collect();
+    let Some(queue) = (if jobs.is_empty() { None } else { slurm::ask_queue(&jobs).await }) else { return Ok(()) };
+    let live: Vec<&String> = jobs.iter().filter(|j| queue.get(*j).is_some_and(|t| slurm::is_live(&t.state))).collect();
+    match live.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "{}: {} trial(s) are Slurm tasks still in the queue ({first}{}); the local executor would run them a second time, at once and into the same folders. \
+             Run the study with `executor: slurm` to take them up again, or `maestro cancel {}` first",
+            run_dir.display(),
+            live.len(),
+            if live.len() > 1 { format!(" and {} more", live.len() - 1) } else { String::new() },
+            run_dir.display()
+        )),
+    }
+}
+
 /// Signals this close after the first stop request repeat it (see `run`).
 const SAME_SIGNAL: Duration = Duration::from_secs(1);
 
@@ -347,6 +369,9 @@ pub async fn run(loaded: &LoadedStudy, opts: &RunOptions) -> Result<RunOutcome, 
     let run_dir = std::fs::canonicalize(&opts.run_dir).map_err(io(&opts.run_dir))?;
     let opts = &RunOptions { run_dir, report_dir: opts.report_dir.clone(), quiet: opts.quiet, heartbeat_s: opts.heartbeat_s };
     let _lock = RunLock::acquire(&opts.run_dir)?;
+    if s.execution.executor == ExecutorKind::Local {
+        refuse_live_slurm_tasks(&opts.run_dir).await?;
+    }
 
     // The study as run; a resumed run must be of the same study.
     let text = std::fs::read_to_string(&loaded.file).map_err(io(&loaded.file))?;

@@ -215,12 +215,25 @@ async fn poll_tasks(arrays: &BTreeSet<u64>) -> Result<BTreeMap<String, TaskState
 /// What the queue says of these tasks (`A_T` keys), for `maestro status`; None when Slurm
 /// cannot be asked (no client commands here, or the queue does not answer).
 pub fn queue_states(keys: &[String]) -> Option<BTreeMap<String, TaskState>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(ask_queue(keys))
+}
+
+/// [`queue_states`] from async code.
+pub async fn ask_queue(keys: &[String]) -> Option<BTreeMap<String, TaskState>> {
     let arrays: BTreeSet<u64> = keys.iter().filter_map(|k| array_of(k)).collect();
     if arrays.is_empty() {
         return None;
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), poll_tasks(&arrays)).await.ok()?.ok() })
+    tokio::time::timeout(std::time::Duration::from_secs(10), poll_tasks(&arrays)).await.ok()?.ok()
+}
+
+/// Whether Slurm may still run (or is running) a task in this state; false once it ended.
+pub fn is_live(state: &str) -> bool {
+    !matches!(
+        state,
+        "COMPLETED" | "FAILED" | "TIMEOUT" | "CANCELLED" | "NODE_FAIL" | "PREEMPTED" | "OUT_OF_MEMORY" | "BOOT_FAIL" | "DEADLINE" | "SPECIAL_EXIT" | "REVOKED"
+    )
 }
 
 /// scancel jobs (`A` or `A_T`); ids Slurm no longer knows are not an error.
