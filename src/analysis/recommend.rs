@@ -120,14 +120,19 @@ fn flags_of(curve: &Curve) -> Vec<String> {
 pub fn curves(rows: &[TrialRow], seed: u64) -> Vec<Curve> {
     let mut groups: BTreeMap<(String, String, u64), BTreeMap<u64, (f64, Vec<f64>)>> = BTreeMap::new();
     let mut diverged: BTreeMap<(String, String, u64), Vec<f64>> = BTreeMap::new();
-    // The smallest validation set of a curve's trials, when every one is known.
+    // The smallest validation set of a curve's trials whose size is known. They all score on
+    // one proxy's validation split, so one known size is every trial's; a trial whose
+    // result.json was lost (its top-1 kept from the journal) must not void it.
     let mut val_images: BTreeMap<(String, String, u64), Option<usize>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.role == "search") {
         let key = (r.proxy.clone(), r.setup.clone(), r.blr.to_bits());
         match (r.status.as_str(), r.top1) {
             ("completed", Some(t)) => {
                 let v = val_images.entry(key.clone()).or_insert(r.val_images);
-                *v = v.zip(r.val_images).map(|(a, b)| a.min(b));
+                *v = match (*v, r.val_images) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 groups.entry(key).or_default().entry(r.llrd.to_bits()).or_insert((r.llrd, Vec::new())).1.push(t)
             }
             ("diverged", _) => diverged.entry(key).or_default().push(r.llrd),
@@ -313,6 +318,19 @@ mod tests {
         assert!(r.method.starts_with("mean of the proxies' estimates (a: fitted peak 0.7"), "{}", r.method);
         assert!(r.method.contains("b: best grid value 0.9"), "{}", r.method);
         assert!(r.flags.iter().any(|f| f.starts_with("averages a fitted peak with a best grid value")), "{:?}", r.flags);
+    }
+
+    #[test]
+    fn one_trial_without_its_validation_size_keeps_the_curve_s_noise_floor() {
+        // A flat curve of one seed (a 6-point fit leaves residuals near 0): only the validation
+        // set's binomial error gives it a noise level.
+        let flat: Vec<TrialRow> = GRID.iter().map(|&x| row("a", 1e-3, x, Some(70.0 + 0.01 * x))).collect();
+        let known = curves(&flat, 0).remove(0).fit;
+        let mut lost = flat.clone();
+        lost[2].val_images = None; // its result.json was lost; its top-1 came from the journal
+        let fit = curves(&lost, 0).remove(0).fit;
+        assert!(known.tolerance > 0.3, "{}", known.tolerance);
+        assert_eq!((fit.tolerance, fit.no_noise, fit.interval), (known.tolerance, known.no_noise, known.interval));
     }
 
     #[test]
