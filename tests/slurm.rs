@@ -140,6 +140,12 @@ fn a_killed_runner_reattaches_and_cancel_stops_the_jobs() {
     assert_ne!(r.code(), 0);
     assert!(r.stderr().contains("Slurm tasks still in the queue"), "{}", r.stderr());
     assert!(std::fs::read_to_string(run_dir.join("study.yaml")).unwrap().contains("executor: slurm"), "the refused run left the folder's study as it was");
+    // A task that ends with no runner to watch it is said to have ended, not to be running.
+    wait_for("status to show an ended task", Duration::from_secs(90), || {
+        let mut c = dir.maestro();
+        c.args(["status", "runs/s"]);
+        run(c).stdout().contains("ended (COMPLETED); `maestro run` records its outcome")
+    });
 
     // 2. `maestro cancel` without a runner: scancel from the journal, recorded as interrupted.
     let mut c = dir.maestro();
