@@ -281,7 +281,7 @@ async fn refuse_live_slurm_tasks(run_dir: &Path) -> Result<(), String> {
     let states = journal::replay(&records);
     let jobs: Vec<String> = states.values().filter(|s| s.state == TrialState::Running).filter_map(|s| s.job.clone()).collect();
     let Some(queue) = (if jobs.is_empty() { None } else { slurm::ask_queue(&jobs).await }) else { return Ok(()) };
-    let live: Vec<&String> = jobs.iter().filter(|j| queue.get(*j).is_some_and(|t| slurm::is_live(&t.state))).collect();
+    let live: Vec<&String> = jobs.iter().filter(|j| queue.get(*j).is_some_and(slurm::TaskState::active)).collect();
     match live.first() {
         None => Ok(()),
         Some(first) => Err(format!(

@@ -228,14 +228,6 @@ pub async fn ask_queue(keys: &[String]) -> Option<BTreeMap<String, TaskState>> {
     tokio::time::timeout(std::time::Duration::from_secs(10), poll_tasks(&arrays)).await.ok()?.ok()
 }
 
-/// Whether Slurm may still run (or is running) a task in this state; false once it ended.
-pub fn is_live(state: &str) -> bool {
-    !matches!(
-        state,
-        "COMPLETED" | "FAILED" | "TIMEOUT" | "CANCELLED" | "NODE_FAIL" | "PREEMPTED" | "OUT_OF_MEMORY" | "BOOT_FAIL" | "DEADLINE" | "SPECIAL_EXIT" | "REVOKED"
-    )
-}
-
 /// scancel jobs (`A` or `A_T`); ids Slurm no longer knows are not an error.
 async fn scancel(ids: &[String]) -> Result<(), String> {
     if ids.is_empty() {

@@ -52,7 +52,7 @@ pub fn render(run_dir: &Path) -> Result<String, String> {
                         format!("Slurm job {job} waits in the queue{}", if t.reason.is_empty() || t.reason == "None" { String::new() } else { format!(" ({})", t.reason) })
                     }
                     // Ended in Slurm while no runner watched it: the next run records how.
-                    (Some(job), Some(t)) if !runner_alive && !super::slurm::is_live(&t.state) => {
+                    (Some(job), Some(t)) if !runner_alive && !t.active() => {
                         format!("Slurm job {job} ended ({}); `maestro run` records its outcome", t.state)
                     }
                     (Some(job), None) if !runner_alive && queue.is_some() => {
