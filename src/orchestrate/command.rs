@@ -51,7 +51,7 @@ fn sh_word(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c)) {
         s.to_string()
     } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
+        super::slurm::sh_quote(s)
     }
 }
 

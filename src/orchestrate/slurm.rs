@@ -163,7 +163,7 @@ fn describe(key: &str, task: Option<&TaskState>) -> String {
 }
 
 /// Quote for a POSIX shell.
-fn sh_quote(s: &str) -> String {
+pub(super) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
