@@ -21,6 +21,14 @@ fn tiny_study(dir: &Dir, epochs: u32) {
     );
 }
 
+/// [`tiny_study`] of one epoch and a 2-class proxy of its data, `p.manifest`.
+fn tiny_study_with_proxy(dir: &Dir) {
+    tiny_study(dir, 1);
+    let mut c = dir.maestro();
+    c.args(["proxy", "build", "--dataset", "data", "--classes", "2", "--out", "p.manifest"]);
+    run(c).success();
+}
+
 fn result(dir: &Dir, out: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("result.json")).unwrap()).unwrap()
 }
@@ -190,10 +198,7 @@ fn impossible_settings_are_user_errors() {
 #[test]
 fn trains_from_a_proxy_manifest() {
     let dir = Dir::new();
-    tiny_study(&dir, 1);
-    let mut c = dir.maestro();
-    c.args(["proxy", "build", "--dataset", "data", "--classes", "2", "--out", "p.manifest"]);
-    run(c).success();
+    tiny_study_with_proxy(&dir);
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "tiny.yaml", "--manifest", "p.manifest", "--out", "proxy", "--quiet"]);
     run(c).success();
@@ -241,10 +246,7 @@ fn clip_grad_clips_the_global_norm_and_a_loose_limit_changes_nothing() {
 #[test]
 fn a_refused_start_leaves_the_folder_as_it_was_and_paths_resolve_from_anywhere() {
     let dir = Dir::new();
-    tiny_study(&dir, 1);
-    let mut c = dir.maestro();
-    c.args(["proxy", "build", "--dataset", "data", "--classes", "2", "--out", "p.manifest"]);
-    run(c).success();
+    tiny_study_with_proxy(&dir);
     let mut c = dir.maestro();
     c.args(["finetune", "--study", "tiny.yaml", "--manifest", "p.manifest", "--max-steps", "2", "--out", "ft", "--quiet"]);
     run(c).success();
